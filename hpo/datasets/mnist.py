@@ -1,0 +1,28 @@
+"""MNIST: 60,000 + 10,000 grey 28×28 digits, pixels scaled to [0, 1]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpo.datasets import data_dir
+
+
+def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``$HPO_DATA_DIR/mnist.npz`` (Keras' format) if present, else ``keras.datasets.mnist``."""
+    directory = data_dir()
+    path = directory / "mnist.npz" if directory else None
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            (x_train, y_train), (x_test, y_test) = (
+                (f["x_train"], f["y_train"]),
+                (f["x_test"], f["y_test"]),
+            )
+    else:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    return (_scale(x_train), y_train.astype("int64")), (_scale(x_test), y_test.astype("int64"))
+
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    return (x.astype("float32") / 255.0).astype("float32")

@@ -1,0 +1,169 @@
+"""The progress display of ``hpo run``: a rich bar on a terminal, plain lines otherwise.
+
+Both show trial k/n, seed i/repeats, epoch e/epochs and the ETA, from the same counts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from hpo.protocol import Summary
+    from hpo.sweep import Sweep
+
+
+class Progress:
+    """Counts what the runner reports; subclasses render it. Does nothing by itself."""
+
+    def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
+        self.sweep, self.remaining, self.finished_before = sweep, remaining, finished
+        self.repeats = sweep.protocol.repeats
+        self.total_epochs = max(1, remaining * sweep.protocol.repeats * sweep.train.epochs)
+        self.done_epochs = 0
+        self.trial_index = 0
+        self.seed_index = 0
+        self.epoch, self.epochs = 0, sweep.train.epochs
+        self.started = time.monotonic()
+
+    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
+        self.trial_index += 1
+        self.trial_number, self.params, self.seed_index = number, dict(params), 0
+
+    def run_started(self, seed: int, epochs: int) -> None:
+        self.seed_index += 1
+        self.seed, self.epoch, self.epochs = seed, 0, epochs
+
+    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        self.epoch, self.logs = epoch, dict(logs)
+        self.done_epochs += 1
+
+    def run_finished(self, seed: int, error: str | None) -> None:
+        self.done_epochs += self.epochs - self.epoch  # a run that stopped early skips the rest
+
+    def trial_finished(self, number: int, summary: Summary) -> None:
+        pass
+
+    def sweep_finished(self) -> None:
+        pass
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.done_epochs:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.done_epochs * max(0, self.total_epochs - self.done_epochs)
+
+    def position(self) -> str:
+        return (
+            f"trial {self.trial_index}/{self.remaining} (#{self.trial_number}) "
+            f"seed {self.seed_index}/{self.repeats} epoch {self.epoch}/{self.epochs}"
+        )
+
+
+NullProgress = Progress
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+class LineProgress(Progress):
+    """Plain lines for logs and pipes: one per finished run, at most one per ``every_s`` else."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 10.0) -> None:
+        self.stream = stream or sys.stdout
+        self.every_s, self._last = every_s, 0.0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
+        super().sweep_started(sweep, remaining, finished)
+        self._print(
+            f"study {sweep.study.name}: {finished} trials finished before, {remaining} to run "
+            f"× {sweep.protocol.repeats} seeds × {sweep.train.epochs} epochs"
+        )
+
+    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
+        super().trial_started(number, params)
+        shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
+        self._print(f"trial {self.trial_index}/{self.remaining} (#{number}): {shown}")
+
+    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        super().epoch_finished(seed, epoch, logs)
+        now = time.monotonic()
+        if now - self._last >= self.every_s and epoch < self.epochs:
+            self._last = now
+            self._print(f"  {self.position()} ETA {_clock(self.eta_s)}")
+
+    def run_finished(self, seed: int, error: str | None) -> None:
+        super().run_finished(seed, error)
+        objective = self.sweep.study.objective
+        if error:
+            outcome = f"FAILED: {error}"
+        else:
+            outcome = f"{objective}={self.logs.get(objective, float('nan')):.4f}"
+        self._print(f"  {self.position()} seed={seed} {outcome} ETA {_clock(self.eta_s)}")
+
+    def trial_finished(self, number: int, summary: Summary) -> None:
+        spread = f" ± {summary.std:.4f}" if summary.std is not None else ""
+        self._print(f"trial #{number}: mean {summary.mean:.4f}{spread} (n={summary.n})")
+
+
+class RichProgress(Progress):
+    """A live bar on a terminal (rich), with the position and the ETA."""
+
+    def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        super().sweep_started(sweep, remaining, finished)
+        self.bar = Bar(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        )
+        self.task = self.bar.add_task(f"study {sweep.study.name}", total=self.total_epochs)
+        self.bar.start()
+
+    def _update(self) -> None:
+        self.bar.update(self.task, completed=self.done_epochs, description=self.position())
+
+    def run_started(self, seed: int, epochs: int) -> None:
+        super().run_started(seed, epochs)
+        self._update()
+
+    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        super().epoch_finished(seed, epoch, logs)
+        self._update()
+
+    def run_finished(self, seed: int, error: str | None) -> None:
+        super().run_finished(seed, error)
+        if error:
+            self.bar.console.print(f"[red]seed {seed} failed:[/red] {error}")
+        self._update()
+
+    def trial_finished(self, number: int, summary: Summary) -> None:
+        spread = f" ± {summary.std:.4f}" if summary.std is not None else ""
+        self.bar.console.print(f"trial #{number}: mean {summary.mean:.4f}{spread} (n={summary.n})")
+
+    def sweep_finished(self) -> None:
+        self.bar.stop()
+
+
+def for_stream(stream: TextIO | None = None) -> Progress:
+    """A rich display when ``stream`` (default stdout) is a terminal, else plain lines."""
+    stream = stream or sys.stdout
+    return RichProgress() if stream.isatty() else LineProgress(stream)

@@ -1,0 +1,165 @@
+"""Search-space specs of ``[search.space]`` → Optuna distributions, suggestions and grids.
+
+A spec is a list (categorical: a grid axis) or a table ``{low, high, step?, log?}`` (an int range
+when ``low``, ``high`` and ``step`` are integers, else a float range).
+
+Example:
+    >>> space = SearchSpace.parse({"width": [8, 16], "lr": {"low": 1e-4, "high": 0.1, "log": True}})
+    >>> space["width"].distribution()
+    CategoricalDistribution(choices=(8, 16))
+    >>> space.is_grid
+    False
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from hpo.errors import SweepError
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Categorical:
+    choices: tuple[Scalar, ...]
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        return trial.suggest_categorical(name, self.choices)
+
+    def values(self) -> tuple[Scalar, ...]:
+        return self.choices
+
+    def to_toml(self) -> Any:
+        return list(self.choices)
+
+
+@dataclass(frozen=True)
+class Range:
+    low: int | float
+    high: int | float
+    step: int | float | None = None
+    log: bool = False
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.is_int:
+            return optuna.distributions.IntDistribution(
+                self.low, self.high, log=self.log, step=self.step or 1
+            )
+        return optuna.distributions.FloatDistribution(
+            self.low, self.high, log=self.log, step=self.step
+        )
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.is_int:
+            return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+    def values(self) -> tuple[int | float, int | float]:
+        return (self.low, self.high)
+
+    def to_toml(self) -> Any:
+        spec = {"low": self.low, "high": self.high, "log": self.log}
+        if self.step is not None:
+            spec["step"] = self.step
+        return spec
+
+
+Param = Categorical | Range
+
+
+def parse_param(path: str, spec: Any) -> Param:
+    """Turn one ``[search.space]`` entry into a :data:`Param`, or raise :class:`SweepError`."""
+    if isinstance(spec, list):
+        if not spec:
+            raise SweepError(f"{path} = []: expected a non-empty list of choices")
+        for value in spec:
+            if not isinstance(value, str | int | float | bool):
+                raise SweepError(
+                    f"{path} = {spec!r}: choices must be strings, numbers or booleans, "
+                    f"not {type(value).__name__}"
+                )
+        if len(set(map(repr, spec))) != len(spec):
+            raise SweepError(f"{path} = {spec!r}: choices must be distinct")
+        return Categorical(tuple(spec))
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"low", "high", "step", "log"}
+        if unknown:
+            raise SweepError(
+                f"{path}.{sorted(unknown)[0]}: unknown key; expected low, high, step, log"
+            )
+        for key in ("low", "high"):
+            if key not in spec:
+                raise SweepError(f"{path}: missing {key!r}; a range is {{low, high, step?, log?}}")
+            if not _is_number(spec[key]):
+                raise SweepError(f"{path}.{key} = {spec[key]!r}: expected a number")
+        low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
+        if low > high:
+            raise SweepError(f"{path}: low = {low!r} > high = {high!r}; expected low <= high")
+        if not isinstance(log, bool):
+            raise SweepError(f"{path}.log = {log!r}: expected true or false")
+        if step is not None and (not _is_number(step) or step <= 0):
+            raise SweepError(f"{path}.step = {step!r}: expected a number > 0")
+        if log and step is not None:
+            raise SweepError(f"{path}: step and log = true cannot be combined (Optuna)")
+        if log and low <= 0:
+            raise SweepError(f"{path}.low = {low!r}: a log range needs low > 0")
+        return Range(low, high, step, log)
+    raise SweepError(
+        f"{path} = {spec!r}: expected a list of choices or a table {{low, high, step?, log?}}"
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class SearchSpace(Mapping[str, Param]):
+    """The parameters a sweep samples, by name."""
+
+    def __init__(self, params: Mapping[str, Param]) -> None:
+        self._params = dict(params)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], path: str = "search.space") -> SearchSpace:
+        return cls({name: parse_param(f"{path}.{name}", spec) for name, spec in raw.items()})
+
+    def __getitem__(self, name: str) -> Param:
+        return self._params[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    @property
+    def is_grid(self) -> bool:
+        """True when every parameter is a list of choices, as Optuna's GridSampler needs."""
+        return all(isinstance(p, Categorical) for p in self._params.values())
+
+    def grid(self) -> dict[str, list[Scalar]]:
+        """The grid for :class:`optuna.samplers.GridSampler` (only when :attr:`is_grid`)."""
+        return {name: list(p.values()) for name, p in self._params.items()}
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.values()) for p in self._params.values())
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for one value of every parameter."""
+        return {name: p.suggest(trial, name) for name, p in self._params.items()}
+
+    def to_toml(self) -> dict[str, Any]:
+        return {name: p.to_toml() for name, p in self._params.items()}

@@ -1,0 +1,77 @@
+"""Opening a study database: one SQLAlchemy engine for hpo, one Optuna RDBStorage, same URL."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from hpo.errors import SweepError
+from hpo.store.schema import create_tables
+
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+@sa.event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # Every SQLite connection of this process (Optuna's too): cascades from Optuna's trials to
+    # hpo's runs need foreign keys on; WAL lets readers and several writers share the file.
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _engine_kwargs(url: str) -> dict:
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+@dataclass
+class Store:
+    """hpo's engine and Optuna's storage on one database URL."""
+
+    url: str
+    engine: Engine
+    optuna: optuna.storages.RDBStorage
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = False) -> Store:
+        """Connect to ``url``; with ``create`` make the database and the tables if missing.
+
+        Without ``create``, a SQLite file that does not exist is an error rather than created.
+        """
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                raise SweepError(f"storage {url!r}: no database file at {path}")
+        try:
+            engine = sa.create_engine(url, **_engine_kwargs(url))
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
+            )
+            if create:
+                create_tables(engine)
+        except (sa.exc.OperationalError, sa.exc.ArgumentError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise SweepError(f"storage {url!r}: cannot open the database ({reason})") from exc
+        return cls(url, engine, storage)
+
+    def table_names(self) -> list[str]:
+        return sa.inspect(self.engine).get_table_names()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.optuna.remove_session()
+        self.optuna.engine.dispose()

@@ -1,0 +1,77 @@
+"""Writing runs and their per-epoch metrics as they happen, one committed transaction each.
+
+A kill therefore loses at most the epoch in flight.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+
+from hpo.store.schema import EpochMetric, Run
+
+
+def _now() -> datetime.datetime:
+    # Naive UTC, as Optuna stores its trial times.
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class Recorder:
+    """Records runs into hpo's tables.
+
+    Example:
+        >>> import tempfile, os, optuna
+        >>> from hpo.store import Store
+        >>> store = Store.open("sqlite:///" + os.path.join(tempfile.mkdtemp(), "r.db"), create=True)
+        >>> study = optuna.create_study(storage=store.optuna)
+        >>> trial = study.ask()
+        >>> rec = Recorder(store.engine)
+        >>> run_id = rec.start_run(trial._trial_id, seed=0)
+        >>> rec.record_epoch(run_id, 1, {"loss": 0.5, "accuracy": 0.8})
+        >>> rec.finish_run(run_id, "COMPLETE")
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._clock: dict[int, float] = {}
+
+    def start_run(self, trial_id: int, seed: int) -> int:
+        """Insert a RUNNING run for (trial, seed), replacing an unfinished earlier attempt."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(Run).where(Run.trial_id == trial_id, Run.seed == seed))
+            run_id = conn.execute(
+                sa.insert(Run)
+                .values(trial_id=trial_id, seed=seed, state="RUNNING", started_at=_now())
+                .returning(Run.run_id)
+            ).scalar_one()
+        self._clock[run_id] = time.perf_counter()
+        return run_id
+
+    def record_epoch(self, run_id: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """Commit every metric of one finished epoch."""
+        rows = [
+            {"run_id": run_id, "epoch": epoch, "metric": name, "value": _finite_or_none(value)}
+            for name, value in logs.items()
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(EpochMetric), rows)
+
+    def finish_run(self, run_id: int, state: str, error: str | None = None) -> None:
+        """Mark a run COMPLETE or FAIL (with its reason) and store its wall time."""
+        started = self._clock.pop(run_id, None)
+        wall_s = time.perf_counter() - started if started is not None else None
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(Run)
+                .where(Run.run_id == run_id)
+                .values(state=state, error=error, finished_at=_now(), wall_s=wall_s)
+            )
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

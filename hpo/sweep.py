@@ -1,0 +1,454 @@
+"""Sweep files: the only module that knows the TOML format.
+
+:func:`load_sweep` reads a file, applies ``--set section.key=value`` overrides and validates
+everything before anything is created, raising :class:`~hpo.errors.SweepError` with one line that
+names the key path, the value and what is allowed.
+
+Example:
+    >>> sweep = parse_sweep('''
+    ... [study]
+    ... name = "demo"
+    ... direction = "maximize"
+    ... [data]
+    ... dataset = "mnist"
+    ... [model]
+    ... builder = "mlp"
+    ... [search.space]
+    ... width = [8, 16]
+    ... ''', overrides=["protocol.repeats=3"])
+    >>> sweep.protocol.seeds, sweep.n_trials, sweep.storage_url
+    ((0, 1, 2), 2, 'sqlite:///studies/demo.db')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo.datasets import loaders
+from hpo.errors import SweepError
+from hpo.models import builders
+from hpo.space import Categorical, SearchSpace
+from hpo.training.compile import (
+    LOSSES,
+    METRICS,
+    ONE_HOT_METRICS,
+    OPTIMIZERS,
+    SPARSE_METRICS,
+    uses_sparse_targets,
+)
+
+SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc")
+# Samplers whose Optuna implementation needs a package beyond Optuna's own dependencies.
+_SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """``[study]``: which Optuna study, where, and what it optimizes."""
+
+    name: str
+    direction: str
+    objective: str = "val_accuracy"
+    reduce: str = "last"
+    storage: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """``[data]``: the dataset and how much of it, and what validates."""
+
+    dataset: str
+    validation: str | float = "test"
+    limit_train: int = 0
+    limit_test: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``: the builder and the fixed keyword arguments passed to it."""
+
+    builder: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """``[train]``: compile and fit settings; each can also be a ``[search.space]`` name."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: tuple[str, ...] = ("accuracy",)
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """``[protocol]``: ``repeats`` seeded runs per configuration: seeds ``seed, seed+1, ...``."""
+
+    repeats: int = 10
+    seed: int = 0
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.repeats))
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """``[search]``: the sampler, how many trials, and the space."""
+
+    sampler: str = "grid"
+    n_trials: int | None = None
+    seed: int | None = None
+    space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep file."""
+
+    study: StudySpec
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    protocol: ProtocolSpec
+    search: SearchSpec
+    path: str | None = None
+
+    @property
+    def storage_url(self) -> str:
+        return self.study.storage or f"sqlite:///studies/{self.study.name}.db"
+
+    @property
+    def n_trials(self) -> int:
+        """The study's trial budget: ``search.n_trials``, or the grid's size for a grid."""
+        if self.search.n_trials is not None:
+            return self.search.n_trials
+        if self.search.sampler == "grid":
+            return self.search.space.grid_size()
+        raise AssertionError("validated sweeps have n_trials for non-grid samplers")
+
+    @property
+    def history_keys(self) -> tuple[str, ...]:
+        """The Keras history keys every run records (what ``objective`` may name)."""
+        names = ("loss", *self.train.metrics)
+        return names + tuple(f"val_{n}" for n in names)
+
+    def split_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainSpec]:
+        """Split sampled ``params`` into builder keyword arguments and the trial's TrainSpec."""
+        train_keys = {f.name for f in dataclasses.fields(TrainSpec)}
+        train = dataclasses.replace(
+            self.train, **{k: v for k, v in params.items() if k in train_keys}
+        )
+        model = {**self.model.params, **{k: v for k, v in params.items() if k not in train_keys}}
+        return model, train
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs of this sweep the same experiment (stored on the study)."""
+        return {
+            "study.objective": self.study.objective,
+            "study.reduce": self.study.reduce,
+            "data": dataclasses.asdict(self.data),
+            "model": {"builder": self.model.builder, **self.model.params},
+            "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
+            "protocol": dataclasses.asdict(self.protocol),
+            "search.space": self.search.space.to_toml(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and overriding
+
+
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> Sweep:
+    """Read, override and validate the sweep file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read the sweep file ({exc.strerror})") from exc
+    return parse_sweep(text, overrides, source=str(path))
+
+
+def parse_sweep(text: str, overrides: Iterable[str] = (), source: str = "<sweep>") -> Sweep:
+    """Validate sweep-file ``text`` with ``overrides`` applied (see :func:`load_sweep`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{source}: not valid TOML ({exc})") from exc
+    for override in overrides:
+        apply_override(raw, override)
+    return _validate(raw, source)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one ``section.key=value`` to the raw TOML dict (``value`` is read as TOML)."""
+    key, sep, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise SweepError(f"--set {override!r}: expected section.key=value, e.g. train.epochs=5")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word such as adam or mnist
+    table = raw
+    for i, part in enumerate(parts[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise SweepError(
+                f"--set {override!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+            )
+    table[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: each checker takes (key path, value) and returns the value or raises SweepError.
+
+_REQUIRED = object()
+Checker = Callable[[str, Any], Any]
+
+
+def _fail(path: str, value: Any, allowed: str) -> SweepError:
+    return SweepError(f"{path} = {value!r}: expected {allowed}")
+
+
+def _string(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, value, "a non-empty string")
+    return value
+
+
+def _one_of(*allowed: str) -> Checker:
+    def check(path: str, value: Any) -> str:
+        if value not in allowed:
+            raise _fail(path, value, "one of " + ", ".join(allowed))
+        return value
+
+    return check
+
+
+def _integer(minimum: int) -> Checker:
+    def check(path: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _fail(path, value, f"an integer >= {minimum}")
+        return value
+
+    return check
+
+
+def _positive_number(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise _fail(path, value, "a number > 0")
+    return float(value)
+
+
+def _optimizer(path: str, value: Any) -> str:
+    return _one_of(*OPTIMIZERS)(path, value)
+
+
+def _loss(path: str, value: Any) -> str:
+    return _one_of(*sorted(LOSSES))(path, value)
+
+
+def _metrics(path: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise _fail(path, value, "a list of metric names")
+    for metric in value:
+        if metric not in METRICS:
+            raise SweepError(
+                f"{path} = {value!r}: unknown metric {metric!r}; expected any of "
+                + ", ".join(sorted(METRICS))
+            )
+    return tuple(value)
+
+
+def _validation(path: str, value: Any) -> str | float:
+    if value == "test":
+        return value
+    if isinstance(value, float) and 0.0 < value < 1.0:
+        return value
+    raise _fail(path, value, '"test" or a fraction of the training set between 0 and 1')
+
+
+def _storage(path: str, value: Any) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    _string(path, value)
+    try:
+        make_url(value)
+    except ArgumentError as exc:
+        raise _fail(path, value, "an SQLAlchemy URL such as sqlite:///studies/x.db") from exc
+    return value
+
+
+def _registered(registry: Any) -> Checker:
+    def check(path: str, value: Any) -> str:
+        _string(path, value)
+        registry.check(value)  # raises SweepError naming the key, the value and the choices
+        return value
+
+    return check
+
+
+def _sampler(path: str, value: Any) -> str:
+    _one_of(*SAMPLERS)(path, value)
+    package = _SAMPLER_PACKAGES.get(value)
+    if package and importlib.util.find_spec(package) is None:
+        raise SweepError(
+            f"{path} = {value!r}: needs the package {package!r} (pip install {package})"
+        )
+    return value
+
+
+_SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
+    "study": {
+        "name": (_string, _REQUIRED),
+        "direction": (_one_of("maximize", "minimize"), _REQUIRED),
+        "objective": (_string, "val_accuracy"),
+        "reduce": (_one_of("last", "best"), "last"),
+        "storage": (_storage, None),
+    },
+    "data": {
+        "dataset": (_registered(loaders), _REQUIRED),
+        "validation": (_validation, "test"),
+        "limit_train": (_integer(0), 0),
+        "limit_test": (_integer(0), 0),
+    },
+    "train": {
+        "epochs": (_integer(1), 10),
+        "batch_size": (_integer(1), 32),
+        "optimizer": (_optimizer, "adam"),
+        "learning_rate": (_positive_number, 0.001),
+        "loss": (_loss, "sparse_categorical_crossentropy"),
+        "metrics": (_metrics, ["accuracy"]),
+    },
+    "protocol": {
+        "repeats": (_integer(1), 10),
+        "seed": (_integer(0), 0),
+    },
+    "search": {
+        "sampler": (_sampler, "grid"),
+        "n_trials": (_integer(1), None),
+        "seed": (_integer(0), None),
+    },
+}
+# Train keys that a search space may sample (metrics stay fixed for a study).
+_SWEEPABLE_TRAIN = ("epochs", "batch_size", "optimizer", "learning_rate", "loss")
+
+
+def _section(raw: dict[str, Any], name: str, extra: Iterable[str] = ()) -> dict[str, Any]:
+    """Check section ``name`` of ``raw``: known keys, types, defaults; return its values."""
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise _fail(name, table, "a [section] table")
+    schema = _SECTIONS[name]
+    for key in table:
+        if key not in schema and key not in extra:
+            raise SweepError(
+                f"{name}.{key}: unknown key; expected one of "
+                + ", ".join([*schema, *extra])
+            )
+    values = {}
+    for key, (check, default) in schema.items():
+        if key in table:
+            values[key] = check(f"{name}.{key}", table[key])
+        elif default is _REQUIRED:
+            raise SweepError(f"{name}.{key}: missing; this key is required")
+        else:
+            values[key] = check(f"{name}.{key}", default) if default is not None else None
+    return values
+
+
+def _validate(raw: dict[str, Any], source: str) -> Sweep:
+    known = {*_SECTIONS, "model"}
+    for section in raw:
+        if section not in known:
+            raise SweepError(
+                f"[{section}]: unknown section; expected " + ", ".join(f"[{s}]" for s in known)
+            )
+
+    study = StudySpec(**_section(raw, "study"))
+    data = DataSpec(**_section(raw, "data"))
+    train = TrainSpec(**_section(raw, "train"))
+    protocol = ProtocolSpec(**_section(raw, "protocol"))
+
+    model_table = raw.get("model", {})
+    if not isinstance(model_table, dict):
+        raise _fail("model", model_table, "a [model] table")
+    if "builder" not in model_table:
+        raise SweepError("model.builder: missing; this key is required")
+    builder = _registered(builders)("model.builder", model_table["builder"])
+    model = ModelSpec(builder, {k: v for k, v in model_table.items() if k != "builder"})
+
+    search_values = _section(raw, "search", extra=("space",))
+    space_table = raw.get("search", {}).get("space", {})
+    if not isinstance(space_table, dict):
+        raise _fail("search.space", space_table, "a [search.space] table")
+    if "space" in raw.get("search", {}) and not space_table:
+        raise SweepError("search.space = {}: empty; name at least one parameter or drop the table")
+    space = SearchSpace.parse(space_table)
+    search = SearchSpec(space=space, **search_values)
+
+    _check_space(space, train)
+    _check_search(search)
+    _check_targets(train)
+    sweep = Sweep(study, data, model, train, protocol, search, source)
+    if study.objective not in sweep.history_keys:
+        raise _fail(
+            "study.objective", study.objective,
+            "a history key of this sweep: " + ", ".join(sweep.history_keys),
+        )
+    return sweep
+
+
+def _check_space(space: SearchSpace, train: TrainSpec) -> None:
+    for name, param in space.items():
+        path = f"search.space.{name}"
+        if name in ("builder", "metrics"):
+            raise SweepError(f"{path}: {name!r} cannot be searched; set it in its section")
+        if name not in _SWEEPABLE_TRAIN:
+            continue  # a builder keyword: the builder judges its values
+        check = _SECTIONS["train"][name][0]
+        for value in param.values():
+            check(path, value)
+        if name == "loss":
+            for loss in param.values():
+                _check_targets(dataclasses.replace(train, loss=loss), path)
+
+
+def _check_search(search: SearchSpec) -> None:
+    if search.sampler == "grid":
+        if not search.space.is_grid:
+            name = next(n for n, p in search.space.items() if not isinstance(p, Categorical))
+            raise SweepError(
+                f"search.space.{name} = {search.space[name].to_toml()!r}: the grid sampler needs "
+                "a list of values; use a list or another sampler (random, tpe, ...)"
+            )
+    elif search.n_trials is None:
+        raise SweepError(
+            f"search.n_trials: missing; the {search.sampler!r} sampler needs a trial budget"
+        )
+
+
+def _check_targets(train: TrainSpec, path: str = "train.metrics") -> None:
+    sparse = uses_sparse_targets(train.loss)
+    clash = ONE_HOT_METRICS if sparse else SPARSE_METRICS
+    for metric in train.metrics:
+        if metric in clash:
+            targets = "integer labels" if sparse else "one-hot targets"
+            raise SweepError(
+                f"{path}: metric {metric!r} does not fit loss {train.loss!r} ({targets}); "
+                "use 'accuracy'"
+            )

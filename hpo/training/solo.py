@@ -1,0 +1,106 @@
+"""The plain trainer: one seeded run at a time, one Keras ``fit`` per epoch.
+
+Each epoch trains on the training set in the order :func:`hpo.protocol.epoch_order` gives for
+(seed, epoch), so a run's data order is a documented function of its seed rather than of Keras'
+internal shuffling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from hpo.datasets.prepare import PreparedData, encode_targets
+from hpo.protocol import epoch_order
+from hpo.sweep import TrainSpec
+from hpo.training.backend import seed_everything
+from hpo.training.compile import compile_model, uses_sparse_targets
+
+# Steps run per call into the backend: fewer Python round trips, the same arithmetic.
+STEPS_PER_EXECUTION = 32
+# Evaluation batch size: metrics are means over all examples, so it changes only float rounding,
+# and large batches make validation several times cheaper than at the training batch size.
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One configuration: what to build, with which parameters, trained how, on what data."""
+
+    build: Callable[..., Any]
+    model_params: Mapping[str, Any]
+    train: TrainSpec
+    data: PreparedData
+
+
+class RunSink(Protocol):
+    """Where a trainer reports; the runner implements it (recorder + progress display)."""
+
+    def run_started(self, seed: int) -> None: ...
+
+    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None: ...
+
+    def run_finished(self, seed: int, error: str | None) -> None: ...
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def train_seeds(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[int, dict]:
+    """Train ``job`` once per seed, one after another; return the histories of completed runs.
+
+    A run that raises is reported finished with its error and left out of the result.
+    """
+    histories = {}
+    for seed in seeds:
+        sink.run_started(seed)
+        try:
+            histories[seed] = train_one(job, seed, sink)
+        except Exception as exc:  # a failed run is data, not the end of the sweep
+            sink.run_finished(seed, f"{type(exc).__name__}: {exc}")
+        else:
+            sink.run_finished(seed, None)
+    return histories
+
+
+def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[float]]:
+    """Build, compile and fit one seeded run; report each epoch; return its history."""
+    import keras
+
+    keras.backend.clear_session()  # a fresh graph per run: memory stays flat over a sweep
+    seed_everything(seed)
+    model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
+    steps = -(-len(job.data.x_train) // job.train.batch_size)
+    compile_model(model, job.train, steps_per_execution=min(STEPS_PER_EXECUTION, steps))
+    data, sparse = job.data, uses_sparse_targets(job.train.loss)
+    y_train = encode_targets(data.y_train, data.n_classes, sparse)
+    y_val = encode_targets(data.y_val, data.n_classes, sparse)
+    history: dict[str, list[float]] = {}
+    for epoch in range(job.train.epochs):
+        order = epoch_order(seed, epoch, len(data.x_train))
+        fitted = model.fit(
+            data.x_train[order],
+            y_train[order],
+            batch_size=job.train.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            validation_data=(data.x_val, y_val),
+            validation_batch_size=max(job.train.batch_size, EVAL_BATCH_SIZE),
+            shuffle=False,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+        )
+        logs = {name: float(np.asarray(values[-1])) for name, values in fitted.history.items()}
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        sink.epoch_finished(seed, epoch + 1, logs)
+        if not math.isfinite(logs["loss"]):
+            raise NonFiniteLoss(f"loss became {logs['loss']} in epoch {epoch + 1}")
+    return history

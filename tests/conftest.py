@@ -1,0 +1,71 @@
+"""Shared fixtures: real MNIST from $HPO_DATA_DIR (default ../shared/datasets), real SQLite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+if "HPO_DATA_DIR" not in os.environ and _SHARED.exists():
+    os.environ["HPO_DATA_DIR"] = str(_SHARED)
+
+# A small but real protocol: 300 MNIST training examples, 200 test examples for validation.
+SMALL_SWEEP = """
+[study]
+name = "small"
+direction = "maximize"
+objective = "val_accuracy"
+
+[data]
+dataset = "mnist"
+limit_train = 300
+limit_test = 200
+
+[model]
+builder = "mlp"
+
+[train]
+epochs = 2
+batch_size = 32
+learning_rate = 0.01
+
+[protocol]
+repeats = 3
+seed = 0
+
+[search.space]
+width = [4, 16]
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_data() -> None:
+    data_dir = os.environ.get("HPO_DATA_DIR")
+    if not data_dir or not (Path(data_dir) / "mnist.npz").exists():
+        pytest.fail("set HPO_DATA_DIR to a folder holding mnist.npz (e.g. ../shared/datasets)")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture
+def sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SWEEP)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory: pytest.TempPathFactory):
+    """One real sweep (2 widths × 3 seeds × 2 epochs), run once and read by many tests."""
+    from hpo import parse_sweep, run_sweep
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('small') / 'small.db'}"
+    sweep = parse_sweep(SMALL_SWEEP)
+    run_sweep(sweep, storage=url)
+    return sweep, url

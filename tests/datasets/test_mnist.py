@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from hpo.datasets.mnist import load
+from hpo.datasets.prepare import encode_targets, prepare
+from hpo.errors import SweepError
+from hpo.sweep import DataSpec
+
+
+def test_mnist_from_the_data_dir():
+    (x_train, y_train), (x_test, y_test) = load()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() == 1.0
+    assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert np.bincount(y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_prepare_limits_and_validation_choices():
+    arrays = load()
+    d = prepare(arrays, DataSpec("mnist", limit_train=500, limit_test=100))
+    assert (len(d.x_train), len(d.x_val), len(d.x_test), d.n_classes) == (500, 100, 100, 10)
+    assert d.x_val is d.x_test and d.input_shape == (28, 28)
+    split = prepare(arrays, DataSpec("mnist", validation=0.2, limit_train=500))
+    assert (len(split.x_train), len(split.x_val)) == (400, 100)
+    assert np.array_equal(split.x_val, arrays[0][0][400:500])  # the last 20 %, as Keras does
+
+
+def test_targets_one_hot_for_mse():
+    y = np.array([0, 2])
+    assert encode_targets(y, 3, sparse=True) is y
+    assert encode_targets(y, 3, sparse=False).tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_bad_labels_are_refused():
+    x = np.zeros((4, 2), "float32")
+    with pytest.raises(SweepError, match="labels must be integer classes"):
+        prepare(((x, np.array([0.5, 1, 2, 3])), (x, np.arange(4))), DataSpec("mine"))

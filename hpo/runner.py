@@ -38,7 +38,7 @@ from collections.abc import Mapping
 import optuna
 
 from hpo.datasets import loaders
-from hpo.datasets.prepare import PreparedData, prepare
+from hpo.datasets.prepare import DataSource
 from hpo.errors import RunError, SweepError
 from hpo.progress import NullProgress, Progress
 from hpo.protocol import mean_curve, reduce_history, summarize
@@ -88,14 +88,14 @@ def run_sweep(
         store.dispose()
 
 
-def load_data(sweep: Sweep) -> PreparedData:
+def load_data(sweep: Sweep) -> DataSource:
     """Load and prepare the sweep's dataset; loader failures are the user's to fix (exit 2)."""
     load = loaders.resolve(sweep.data.dataset)
     try:
         arrays = load()
     except (OSError, ValueError) as exc:
         raise SweepError(f"data.dataset = {sweep.data.dataset!r}: cannot load ({exc})") from exc
-    return prepare(arrays, sweep.data)
+    return DataSource(arrays, sweep.data)
 
 
 def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
@@ -165,7 +165,7 @@ def _first_difference(old: object, new: object, path: str = "") -> tuple | None:
 class Objective:
     """Optuna's objective: sample a configuration, train it once per seed, aggregate."""
 
-    def __init__(self, sweep: Sweep, data: PreparedData, recorder: Recorder,
+    def __init__(self, sweep: Sweep, data: DataSource, recorder: Recorder,
                  progress: Progress) -> None:
         self.sweep, self.data, self.recorder, self.progress = sweep, data, recorder, progress
         from hpo.models import builders
@@ -193,9 +193,10 @@ class Objective:
         summary = summarize([reduce_history(c, sweep.study.reduce, direction) for c in curves])
         for key, value in summary.as_dict().items():
             trial.set_user_attr(key, value)
-        for epoch, value in enumerate(mean_curve(curves), start=1):
-            if math.isfinite(value):
-                trial.report(value, epoch)
+        if not objective.startswith("test_"):  # test_* is measured once, after training
+            for epoch, value in enumerate(mean_curve(curves), start=1):
+                if math.isfinite(value):
+                    trial.report(value, epoch)
         self.progress.trial_finished(trial.number, summary)
         return summary.mean
 

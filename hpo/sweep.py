@@ -68,6 +68,7 @@ class DataSpec:
     validation: str | float = "test"
     limit_train: int = 0
     limit_test: int = 0
+    shuffle: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class TrainSpec:
     learning_rate: float = 0.001
     loss: str = "sparse_categorical_crossentropy"
     metrics: tuple[str, ...] = ("accuracy",)
+    early_stopping: dict[str, Any] | None = None
+    evaluate_test: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ class Sweep:
     def history_keys(self) -> tuple[str, ...]:
         """The Keras history keys every run records (what ``objective`` may name)."""
         names = ("loss", *self.train.metrics)
-        return names + tuple(f"val_{n}" for n in names)
+        tested = tuple(f"test_{n}" for n in names) if self.train.evaluate_test else ()
+        return names + tuple(f"val_{n}" for n in names) + tested
 
     def split_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainSpec]:
         """Split sampled ``params`` into builder keyword arguments and the trial's TrainSpec."""
@@ -273,6 +277,31 @@ def _metrics(path: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _boolean(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, value, "true or false")
+    return value
+
+
+_EARLY_STOPPING = {"monitor": _string, "patience": _integer(0), "min_delta": None,
+                   "restore_best_weights": _boolean}
+
+
+def _early_stopping(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(path, value, "a table {monitor, patience, restore_best_weights, min_delta}")
+    for key, item in value.items():
+        if key not in _EARLY_STOPPING:
+            raise SweepError(f"{path}.{key}: unknown key; expected one of "
+                             + ", ".join(_EARLY_STOPPING))
+        if key == "min_delta":
+            if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+                raise _fail(f"{path}.{key}", item, "a number >= 0")
+        else:
+            _EARLY_STOPPING[key](f"{path}.{key}", item)
+    return {"monitor": "val_loss", "patience": 0, "restore_best_weights": False, **value}
+
+
 def _validation(path: str, value: Any) -> str | float:
     if value == "test":
         return value
@@ -325,6 +354,7 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "validation": (_validation, "test"),
         "limit_train": (_integer(0), 0),
         "limit_test": (_integer(0), 0),
+        "shuffle": (_boolean, False),
     },
     "train": {
         "epochs": (_integer(1), 10),
@@ -333,6 +363,8 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "learning_rate": (_positive_number, 0.001),
         "loss": (_loss, "sparse_categorical_crossentropy"),
         "metrics": (_metrics, ["accuracy"]),
+        "early_stopping": (_early_stopping, None),
+        "evaluate_test": (_boolean, False),
     },
     "protocol": {
         "repeats": (_integer(1), 10),
@@ -410,6 +442,11 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
             "study.objective", study.objective,
             "a history key of this sweep: " + ", ".join(sweep.history_keys),
         )
+    monitor = (train.early_stopping or {}).get("monitor")
+    epoch_keys = [k for k in sweep.history_keys if not k.startswith("test_")]
+    if monitor is not None and monitor not in epoch_keys:
+        raise _fail("train.early_stopping.monitor", monitor,
+                    "a per-epoch history key: " + ", ".join(epoch_keys))
     return sweep
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -69,3 +70,16 @@ def small_study(tmp_path_factory: pytest.TempPathFactory):
     sweep = parse_sweep(SMALL_SWEEP)
     run_sweep(sweep, storage=url)
     return sweep, url
+
+
+def write_cifar10(directory: Path, n_train: int = 120, n_test: int = 40) -> dict:
+    """A small cifar10.npz in Keras' format: uint8 images (N, 32, 32, 3), labels (N, 1)."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 32, 32, 3), dtype="uint8"),
+        "y_train": (np.arange(n_train) % 10).astype("uint8").reshape(-1, 1),
+        "x_test": rng.integers(0, 256, (n_test, 32, 32, 3), dtype="uint8"),
+        "y_test": (np.arange(n_test) % 10).astype("uint8").reshape(-1, 1),
+    }
+    np.savez_compressed(directory / "cifar10.npz", **arrays)
+    return arrays

@@ -23,6 +23,8 @@ from hpo.registry import Registry
 
 loaders = Registry("data.dataset")
 loaders.register("mnist", "hpo.datasets.mnist:load")
+loaders.register("cifar10", "hpo.datasets.cifar10:load")
+loaders.register("forda", "hpo.datasets.forda:load")
 
 
 def register_dataset(name: str, load: Callable[..., Any] | str) -> None:

@@ -21,8 +21,10 @@ def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
         import keras
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    return (_scale(x_train), y_train.astype("int64")), (_scale(x_test), y_test.astype("int64"))
+    return ((scale_pixels(x_train), y_train.astype("int64")),
+            (scale_pixels(x_test), y_test.astype("int64")))
 
 
-def _scale(x: np.ndarray) -> np.ndarray:
+def scale_pixels(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels → float32 in [0, 1]."""
     return (x.astype("float32") / 255.0).astype("float32")

@@ -29,8 +29,11 @@ class PreparedData:
         return tuple(self.x_train.shape[1:])
 
 
-def prepare(arrays: Arrays, spec: DataSpec) -> PreparedData:
-    """Apply ``limit_train``/``limit_test`` (first N) and the validation choice.
+def prepare(arrays: Arrays, spec: DataSpec, seed: int | None = None) -> PreparedData:
+    """Apply ``limit_train``/``limit_test`` (first N), ``shuffle`` and the validation choice.
+
+    With ``spec.shuffle`` the (limited) training set is first permuted with
+    ``default_rng(seed)``, as the keras-io FordA example shuffles before ``validation_split``.
 
     ``validation = "test"`` validates on the (limited) test split, as the assignment does; a
     fraction holds out the last part of the training set, as Keras' ``validation_split`` does.
@@ -54,6 +57,11 @@ def prepare(arrays: Arrays, spec: DataSpec) -> PreparedData:
         x_train, y_train = x_train[: spec.limit_train], y_train[: spec.limit_train]
     if spec.limit_test:
         x_test, y_test = x_test[: spec.limit_test], y_test[: spec.limit_test]
+    if spec.shuffle:
+        if seed is None:
+            raise ValueError("data.shuffle needs the run's seed")
+        order = np.random.default_rng(seed).permutation(len(x_train))
+        x_train, y_train = x_train[order], y_train[order]
     if spec.validation == "test":
         x_val, y_val = x_test, y_test
     else:
@@ -84,3 +92,25 @@ def encode_targets(y: np.ndarray, n_classes: int, sparse: bool) -> np.ndarray:
     if sparse:
         return y
     return np.eye(n_classes, dtype="float32")[y]
+
+
+class DataSource:
+    """A loaded dataset that hands each seed its prepared data (the same, unless ``shuffle``)."""
+
+    def __init__(self, arrays: Arrays, spec: DataSpec) -> None:
+        self.arrays, self.spec = arrays, spec
+        # Preparing once checks the arrays before any database is opened.
+        self._base = prepare(arrays, spec, seed=0 if spec.shuffle else None)
+
+    @property
+    def n_classes(self) -> int:
+        return self._base.n_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._base.input_shape
+
+    def for_seed(self, seed: int) -> PreparedData:
+        if not self.spec.shuffle:
+            return self._base
+        return prepare(self.arrays, self.spec, seed)

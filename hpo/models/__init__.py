@@ -18,6 +18,8 @@ from hpo.registry import Registry
 
 builders = Registry("model.builder")
 builders.register("mlp", "hpo.models.mlp:build")
+builders.register("cnn", "hpo.models.cnn:build")
+builders.register("transformer", "hpo.models.transformer:build")
 
 
 def register_model(name: str, build: Callable[..., Any] | str) -> None:

@@ -17,11 +17,13 @@ def build(
     activation: str = "relu",
     dropout: float = 0.0,
     output_activation: str = "softmax",
+    **layer_widths: int,
 ) -> keras.Model:
     """Flatten, hidden Dense layers, optional Dropout after each, then Dense(n_classes).
 
     The hidden layers are ``hidden`` (a list of widths) or ``layers`` × ``width`` (defaults 1 × 32);
-    ``layers = 0`` means no hidden layer.
+    ``layers = 0`` means no hidden layer. ``width_1``, ``width_2``, … set single layers' widths,
+    so that a sweep can search each layer's width (e.g. two layers of {8, 32, 64, 128} each).
 
     Example:
         >>> build((28, 28), 10, width=32).count_params()
@@ -31,6 +33,15 @@ def build(
         raise ValueError("give either hidden = [...] or width/layers, not both")
     if hidden is None:
         hidden = [32 if width is None else int(width)] * (1 if layers is None else int(layers))
+    hidden = list(hidden)
+    for key, value in layer_widths.items():
+        index = key.removeprefix("width_")
+        if not (key.startswith("width_") and index.isdigit() and 1 <= int(index) <= len(hidden)):
+            raise TypeError(
+                f"unexpected keyword {key!r}; expected width_1..width_{len(hidden)} or hidden, "
+                "width, layers, activation, dropout, output_activation"
+            )
+        hidden[int(index) - 1] = int(value)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout = {dropout!r}: expected 0 <= dropout < 1")
     inputs = keras.Input(shape=tuple(input_shape))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hpo.datasets.prepare import PreparedData, encode_targets
+from hpo.datasets.prepare import DataSource, encode_targets
 from hpo.protocol import epoch_order
 from hpo.sweep import TrainSpec
 from hpo.training.backend import seed_everything
@@ -34,7 +34,7 @@ class TrainingJob:
     build: Callable[..., Any]
     model_params: Mapping[str, Any]
     train: TrainSpec
-    data: PreparedData
+    data: DataSource
 
 
 class RunSink(Protocol):
@@ -69,20 +69,33 @@ def train_seeds(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[i
 
 
 def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[float]]:
-    """Build, compile and fit one seeded run; report each epoch; return its history."""
+    """Build, compile and fit one seeded run; report each epoch; return its history.
+
+    With ``early_stopping`` Keras' own ``EarlyStopping`` callback judges every epoch (its state
+    spans the per-epoch ``fit`` calls); with ``evaluate_test`` the final (or restored best)
+    weights are evaluated on the test split and ``test_*`` values join the last epoch's record.
+    """
     import keras
 
     keras.backend.clear_session()  # a fresh graph per run: memory stays flat over a sweep
     seed_everything(seed)
-    model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
+    data = job.data.for_seed(seed)
+    model = job.build(data.input_shape, data.n_classes, **job.model_params)
     if not isinstance(model, keras.Model):
         raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
-    steps = -(-len(job.data.x_train) // job.train.batch_size)
+    steps = -(-len(data.x_train) // job.train.batch_size)
     compile_model(model, job.train, steps_per_execution=min(STEPS_PER_EXECUTION, steps))
-    data, sparse = job.data, uses_sparse_targets(job.train.loss)
+    sparse = uses_sparse_targets(job.train.loss)
     y_train = encode_targets(data.y_train, data.n_classes, sparse)
     y_val = encode_targets(data.y_val, data.n_classes, sparse)
+    eval_batch = max(job.train.batch_size, EVAL_BATCH_SIZE)
+    stopper = None
+    if job.train.early_stopping:
+        stopper = keras.callbacks.EarlyStopping(**job.train.early_stopping)
+        stopper.set_model(model)
+        stopper.on_train_begin()
     history: dict[str, list[float]] = {}
+    logs: dict[str, float] = {}
     for epoch in range(job.train.epochs):
         order = epoch_order(seed, epoch, len(data.x_train))
         fitted = model.fit(
@@ -92,15 +105,29 @@ def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[floa
             epochs=epoch + 1,
             initial_epoch=epoch,
             validation_data=(data.x_val, y_val),
-            validation_batch_size=max(job.train.batch_size, EVAL_BATCH_SIZE),
+            validation_batch_size=eval_batch,
             shuffle=False,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN()],
         )
         logs = {name: float(np.asarray(values[-1])) for name, values in fitted.history.items()}
+        if not math.isfinite(logs["loss"]):
+            sink.epoch_finished(seed, epoch + 1, logs)
+            raise NonFiniteLoss(f"loss became {logs['loss']} in epoch {epoch + 1}")
+        if stopper is not None:
+            stopper.on_epoch_end(epoch, logs)
+        last = epoch + 1 == job.train.epochs or model.stop_training
+        if last:
+            if stopper is not None:
+                stopper.on_train_end()  # restores the best weights when asked to
+            if job.train.evaluate_test:
+                y_test = encode_targets(data.y_test, data.n_classes, sparse)
+                tested = model.evaluate(data.x_test, y_test, batch_size=eval_batch, verbose=0,
+                                        return_dict=True)
+                logs.update({f"test_{k}": float(np.asarray(v)) for k, v in tested.items()})
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         sink.epoch_finished(seed, epoch + 1, logs)
-        if not math.isfinite(logs["loss"]):
-            raise NonFiniteLoss(f"loss became {logs['loss']} in epoch {epoch + 1}")
+        if last:
+            break
     return history

@@ -1,0 +1,26 @@
+"""CIFAR-10: 50,000 + 10,000 colour 32×32 images of 10 classes, pixels scaled to [0, 1]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpo.datasets import data_dir
+from hpo.datasets.mnist import scale_pixels
+
+
+def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``$HPO_DATA_DIR/cifar10.npz`` (keys x_train, y_train, x_test, y_test, as Keras returns
+    them: uint8 images (N, 32, 32, 3), labels (N, 1)) if present, else
+    ``keras.datasets.cifar10.load_data()``. Labels come back flattened to (N,)."""
+    directory = data_dir()
+    path = directory / "cifar10.npz" if directory else None
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            x_train, y_train, x_test, y_test = (f[k] for k in
+                                                ("x_train", "y_train", "x_test", "y_test"))
+    else:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    return ((scale_pixels(x_train), y_train.reshape(-1).astype("int64")),
+            (scale_pixels(x_test), y_test.reshape(-1).astype("int64")))

@@ -45,7 +45,8 @@ from hpo.protocol import mean_curve, reduce_history, summarize
 from hpo.store import Store
 from hpo.store.recorder import Recorder
 from hpo.sweep import Sweep
-from hpo.training.solo import TrainingJob, train_seeds
+from hpo.training.dispatch import train
+from hpo.training.solo import TrainingJob
 
 SWEEP_ATTR = "hpo.sweep"  # study user attribute: the sweep's identity, checked on resume
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -175,13 +176,13 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         sweep = self.sweep
         params = sweep.search.space.suggest(trial)
-        model_params, train = sweep.split_params(params)
+        model_params, train_spec = sweep.split_params(params)
         seeds = sweep.protocol.seeds
         trial.set_user_attr("seeds", list(seeds))
         self.progress.trial_started(trial.number, params)
-        sink = _TrialSink(trial._trial_id, self.recorder, self.progress, train.epochs)
-        job = TrainingJob(self.build, model_params, train, self.data)
-        histories = train_seeds(job, seeds, sink)
+        sink = _TrialSink(trial._trial_id, self.recorder, self.progress, train_spec.epochs)
+        job = TrainingJob(self.build, model_params, train_spec, self.data)
+        histories = train(job, seeds, sink, sweep.protocol.pack)
         if sink.errors:
             trial.set_user_attr("failed_seeds", sorted(sink.errors))
         if not histories:

@@ -99,6 +99,7 @@ class ProtocolSpec:
 
     repeats: int = 10
     seed: int = 0
+    pack: bool | int = True
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -164,7 +165,8 @@ class Sweep:
             "data": dataclasses.asdict(self.data),
             "model": {"builder": self.model.builder, **self.model.params},
             "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
-            "protocol": dataclasses.asdict(self.protocol),
+            # How seeds are packed changes the speed, not the experiment.
+            "protocol": {"repeats": self.protocol.repeats, "seed": self.protocol.seed},
             "search.space": self.search.space.to_toml(),
         }
 
@@ -302,6 +304,12 @@ def _early_stopping(path: str, value: Any) -> dict[str, Any]:
     return {"monitor": "val_loss", "patience": 0, "restore_best_weights": False, **value}
 
 
+def _pack(path: str, value: Any) -> bool | int:
+    if isinstance(value, bool):
+        return value
+    return _integer(1)(path, value)
+
+
 def _validation(path: str, value: Any) -> str | float:
     if value == "test":
         return value
@@ -369,6 +377,7 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
     "protocol": {
         "repeats": (_integer(1), 10),
         "seed": (_integer(0), 0),
+        "pack": (_pack, True),
     },
     "search": {
         "sampler": (_sampler, "grid"),

@@ -32,11 +32,10 @@ class PreparedData:
 def prepare(arrays: Arrays, spec: DataSpec, seed: int | None = None) -> PreparedData:
     """Apply ``limit_train``/``limit_test`` (first N), ``shuffle`` and the validation choice.
 
-    With ``spec.shuffle`` the (limited) training set is first permuted with
-    ``default_rng(seed)``, as the keras-io FordA example shuffles before ``validation_split``.
-
     ``validation = "test"`` validates on the (limited) test split, as the assignment does; a
     fraction holds out the last part of the training set, as Keras' ``validation_split`` does.
+    With ``spec.shuffle`` the training set is first permuted with ``default_rng(seed)``, as the
+    keras-io FordA example shuffles before ``validation_split``.
 
     Example:
         >>> x = np.zeros((10, 2), "float32"); y = np.arange(10) % 3
@@ -44,37 +43,82 @@ def prepare(arrays: Arrays, spec: DataSpec, seed: int | None = None) -> Prepared
         >>> len(d.x_train), len(d.x_val), d.n_classes
         (8, 2, 3)
     """
-    try:
-        (x_train, y_train), (x_test, y_test) = arrays
-    except (TypeError, ValueError) as exc:
-        raise SweepError(
-            f"data.dataset = {spec.dataset!r}: the loader must return "
-            "((x_train, y_train), (x_test, y_test))"
-        ) from exc
-    x_train, y_train, x_test, y_test = map(np.asarray, (x_train, y_train, x_test, y_test))
-    y_train, y_test = _labels(spec, y_train), _labels(spec, y_test)
-    if spec.limit_train:
-        x_train, y_train = x_train[: spec.limit_train], y_train[: spec.limit_train]
-    if spec.limit_test:
-        x_test, y_test = x_test[: spec.limit_test], y_test[: spec.limit_test]
-    if spec.shuffle:
-        if seed is None:
-            raise ValueError("data.shuffle needs the run's seed")
-        order = np.random.default_rng(seed).permutation(len(x_train))
-        x_train, y_train = x_train[order], y_train[order]
-    if spec.validation == "test":
-        x_val, y_val = x_test, y_test
-    else:
-        n_val = int(len(x_train) * spec.validation)
-        if n_val == 0 or n_val == len(x_train):
+    return DataSource(arrays, spec).for_seed(seed)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which rows of :attr:`DataSource.x` a seed trains, validates and tests on."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+class DataSource:
+    """A loaded dataset as one table (training rows, then test rows) and each seed's split.
+
+    Every trainer takes a seed's examples from here, so packed and solo runs see the same data.
+    """
+
+    def __init__(self, arrays: Arrays, spec: DataSpec) -> None:
+        try:
+            (x_train, y_train), (x_test, y_test) = arrays
+        except (TypeError, ValueError) as exc:
             raise SweepError(
-                f"data.validation = {spec.validation!r}: leaves no validation or no training "
-                f"example of {len(x_train)}"
+                f"data.dataset = {spec.dataset!r}: the loader must return "
+                "((x_train, y_train), (x_test, y_test))"
+            ) from exc
+        x_train, y_train, x_test, y_test = map(np.asarray, (x_train, y_train, x_test, y_test))
+        y_train, y_test = _labels(spec, y_train), _labels(spec, y_test)
+        if spec.limit_train:
+            x_train, y_train = x_train[: spec.limit_train], y_train[: spec.limit_train]
+        if spec.limit_test:
+            x_test, y_test = x_test[: spec.limit_test], y_test[: spec.limit_test]
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise SweepError(
+                f"data.dataset = {spec.dataset!r}: training examples {x_train.shape[1:]} and "
+                f"test examples {x_test.shape[1:]} differ in shape"
             )
-        cut = len(x_train) - n_val
-        x_train, y_train, x_val, y_val = x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
-    return PreparedData(x_train, y_train, x_val, y_val, x_test, y_test, n_classes)
+        self.spec = spec
+        self.n_train, self.n_test = len(x_train), len(x_test)
+        self.x = np.concatenate([x_train, x_test])
+        self.y = np.concatenate([y_train, y_test])
+        self.n_classes = int(self.y.max()) + 1
+        self.input_shape = tuple(self.x.shape[1:])
+        if spec.validation != "test":
+            n_val = int(self.n_train * spec.validation)
+            if n_val == 0 or n_val == self.n_train:
+                raise SweepError(
+                    f"data.validation = {spec.validation!r}: leaves no validation or no "
+                    f"training example of {self.n_train}"
+                )
+        self._cached: PreparedData | None = None
+
+    def split(self, seed: int | None = None) -> Split:
+        """Row indices of ``seed``'s training, validation and test examples."""
+        rows = np.arange(self.n_train)
+        if self.spec.shuffle:
+            if seed is None:
+                raise ValueError("data.shuffle needs the run's seed")
+            rows = np.random.default_rng(seed).permutation(self.n_train)
+        test = self.n_train + np.arange(self.n_test)
+        if self.spec.validation == "test":
+            return Split(rows, test, test)
+        cut = self.n_train - int(self.n_train * self.spec.validation)
+        return Split(rows[:cut], rows[cut:], test)
+
+    def for_seed(self, seed: int | None = None) -> PreparedData:
+        """``seed``'s examples as arrays (computed once when they do not depend on the seed)."""
+        if self._cached is not None:
+            return self._cached
+        split = self.split(seed)
+        test = (self.x[split.test], self.y[split.test])
+        val = test if split.val is split.test else (self.x[split.val], self.y[split.val])
+        data = PreparedData(self.x[split.train], self.y[split.train], *val, *test, self.n_classes)
+        if not self.spec.shuffle:
+            self._cached = data
+        return data
 
 
 def _labels(spec: DataSpec, y: np.ndarray) -> np.ndarray:
@@ -92,25 +136,3 @@ def encode_targets(y: np.ndarray, n_classes: int, sparse: bool) -> np.ndarray:
     if sparse:
         return y
     return np.eye(n_classes, dtype="float32")[y]
-
-
-class DataSource:
-    """A loaded dataset that hands each seed its prepared data (the same, unless ``shuffle``)."""
-
-    def __init__(self, arrays: Arrays, spec: DataSpec) -> None:
-        self.arrays, self.spec = arrays, spec
-        # Preparing once checks the arrays before any database is opened.
-        self._base = prepare(arrays, spec, seed=0 if spec.shuffle else None)
-
-    @property
-    def n_classes(self) -> int:
-        return self._base.n_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._base.input_shape
-
-    def for_seed(self, seed: int) -> PreparedData:
-        if not self.spec.shuffle:
-            return self._base
-        return prepare(self.arrays, self.spec, seed)

@@ -55,9 +55,16 @@ def uses_sparse_targets(loss: str) -> bool:
 
 
 def compile_model(
-    model: keras.Model, train: TrainSpec, steps_per_execution: int = 1
+    model: keras.Model,
+    train: TrainSpec,
+    steps_per_execution: int = 1,
+    outputs: list[str] | None = None,
 ) -> keras.Model:
     """Compile ``model`` with the optimizer, learning rate, loss and metrics of ``train``.
+
+    With ``outputs`` (a packed model's output names) every output gets the loss and metrics, and
+    a ``replica_loss`` metric: Keras' own per-output loss tracker weights batches by their static
+    size, which TensorFlow graphs do not know, so a partial last batch would count as a full one.
 
     Example:
         >>> from hpo.models.mlp import build
@@ -71,10 +78,18 @@ def compile_model(
     optimizer = getattr(keras.optimizers, OPTIMIZERS[train.optimizer])(
         learning_rate=train.learning_rate
     )
+    loss, metrics = train.loss, list(train.metrics)
+    if outputs is not None:
+        loss = {name: train.loss for name in outputs}
+        metrics = {
+            name: [keras.metrics.MeanMetricWrapper(keras.losses.get(train.loss),
+                                                   name="replica_loss"), *train.metrics]
+            for name in outputs
+        }
     model.compile(
         optimizer=optimizer,
-        loss=train.loss,
-        metrics=list(train.metrics),
+        loss=loss,
+        metrics=metrics,
         steps_per_execution=steps_per_execution,
     )
     return model

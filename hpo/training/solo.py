@@ -68,6 +68,26 @@ def train_seeds(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[i
     return histories
 
 
+def early_stopping(train: TrainSpec, model):
+    """Keras' ``EarlyStopping`` for ``model``, started, or None when the sweep has none.
+
+    hpo calls its hooks itself, once per epoch, so that its state spans the per-epoch ``fit``
+    calls (and, packed, follows one replica). The mode is explicit: a replica's sub-model is not
+    compiled, so Keras could not infer it.
+    """
+    if not train.early_stopping:
+        return None
+    import keras
+
+    settings = dict(train.early_stopping)
+    metric = settings["monitor"].removeprefix("val_")
+    settings.setdefault("mode", "min" if metric in ("loss", "mse", "mae") else "max")
+    stopper = keras.callbacks.EarlyStopping(**settings)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    return stopper
+
+
 def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[float]]:
     """Build, compile and fit one seeded run; report each epoch; return its history.
 
@@ -89,11 +109,7 @@ def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[floa
     y_train = encode_targets(data.y_train, data.n_classes, sparse)
     y_val = encode_targets(data.y_val, data.n_classes, sparse)
     eval_batch = max(job.train.batch_size, EVAL_BATCH_SIZE)
-    stopper = None
-    if job.train.early_stopping:
-        stopper = keras.callbacks.EarlyStopping(**job.train.early_stopping)
-        stopper.set_model(model)
-        stopper.on_train_begin()
+    stopper = early_stopping(job.train, model)
     history: dict[str, list[float]] = {}
     logs: dict[str, float] = {}
     for epoch in range(job.train.epochs):

@@ -20,6 +20,7 @@ def test_prepare_limits_and_validation_choices():
     d = prepare(arrays, DataSpec("mnist", limit_train=500, limit_test=100))
     assert (len(d.x_train), len(d.x_val), len(d.x_test), d.n_classes) == (500, 100, 100, 10)
     assert d.x_val is d.x_test and d.input_shape == (28, 28)
+    assert np.array_equal(d.x_test, arrays[1][0][:100])
     split = prepare(arrays, DataSpec("mnist", validation=0.2, limit_train=500))
     assert (len(split.x_train), len(split.x_val)) == (400, 100)
     assert np.array_equal(split.x_val, arrays[0][0][400:500])  # the last 20 %, as Keras does

@@ -1,0 +1,123 @@
+"""Packed replicas are the solo runs with the same seeds: weights, data order, metrics.
+
+Tolerance: on one machine and backend, a replica computes the same operations on the same numbers
+as its solo run (the same gathered batch, the same kernels, element-wise optimizer updates), so the
+histories agree to float32 rounding; we assert 1e-5 relative on losses and equality of accuracies
+over a few epochs (measured: equal to all printed digits on TensorFlow's CPU kernels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpo.models import builders
+from hpo.protocol import epoch_order, summarize
+from hpo.runner import load_data
+from hpo.sweep import parse_sweep
+from hpo.training.dispatch import train
+from hpo.training.packed import build_packed, epoch_rows, pack_size, train_packed
+from hpo.training.solo import TrainingJob, seed_everything, train_seeds
+
+from conftest import SMALL_SWEEP
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.epochs, self.errors = [], {}
+
+    def run_started(self, seed): pass
+
+    def epoch_finished(self, seed, epoch, logs):
+        self.epochs.append((seed, epoch, dict(logs)))
+
+    def run_finished(self, seed, error):
+        if error:
+            self.errors[seed] = error
+
+
+def make_job(*overrides, params=None):
+    sweep = parse_sweep(SMALL_SWEEP, list(overrides))
+    return TrainingJob(builders.resolve("mlp"), {"width": 16, **(params or {})}, sweep.train,
+                       load_data(sweep))
+
+
+def test_replicas_start_from_the_solo_weights():
+    job = make_job()
+    _, replicas, _ = build_packed(job, [3, 7])
+    for seed, replica in zip([3, 7], replicas, strict=True):
+        seed_everything(seed)
+        solo = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
+        for packed_w, solo_w in zip(replica.get_weights(), solo.get_weights(), strict=True):
+            assert np.array_equal(packed_w, solo_w)
+
+
+def test_each_replica_gets_its_seeds_data_order():
+    job = make_job()
+    splits = [job.data.split(s) for s in (0, 1)]
+    rows = epoch_rows([0, 1], splits, epoch=2)
+    assert np.array_equal(rows[:, 0], splits[0].train[epoch_order(0, 2, 300)])
+    assert np.array_equal(rows[:, 1], splits[1].train[epoch_order(1, 2, 300)])
+    assert not np.array_equal(rows[:, 0], rows[:, 1])
+
+
+def test_first_step_losses_equal_the_solo_runs():
+    job = make_job("data.limit_train=32", "train.epochs=1")  # one step of batch 32
+    solo = train_seeds(job, [0, 1, 2], Collect())
+    packed = train_packed(job, [0, 1, 2], Collect())
+    for seed in (0, 1, 2):
+        assert packed[seed]["loss"][0] == pytest.approx(solo[seed]["loss"][0], rel=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_histories_agree_after_several_epochs(dropout):
+    job = make_job("train.epochs=3", params={"dropout": dropout})
+    solo = train_seeds(job, [0, 1, 2], Collect())
+    packed = train_packed(job, [0, 1, 2], Collect())
+    for seed in (0, 1, 2):
+        assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
+        assert packed[seed]["val_accuracy"] == solo[seed]["val_accuracy"]
+        assert set(packed[seed]) == set(solo[seed])
+
+
+def test_ten_seeds_packed_and_solo_agree_within_their_cis():
+    job = make_job("train.epochs=2", "data.limit_train=200")
+    seeds = list(range(10))
+    solo = train(job, seeds, Collect(), pack=False)
+    packed = train(job, seeds, Collect(), pack=True)
+    a = summarize([solo[s]["val_accuracy"][-1] for s in seeds])
+    b = summarize([packed[s]["val_accuracy"][-1] for s in seeds])
+    assert a.ci95_low <= b.mean <= a.ci95_high and b.ci95_low <= a.mean <= b.ci95_high
+    # Paired by seed they are the same experiment.
+    diffs = [packed[s]["val_accuracy"][-1] - solo[s]["val_accuracy"][-1] for s in seeds]
+    assert max(map(abs, diffs)) < 1e-6
+
+
+def test_per_replica_early_stopping_matches_solo():
+    # High learning rate on a small set: the seeds stop at different epochs.
+    job = make_job("train.epochs=8", "train.learning_rate=0.05", "train.evaluate_test=true",
+                   "train.early_stopping={monitor='val_loss', patience=1, "
+                   "restore_best_weights=true}")
+    seeds = [0, 1, 2, 3]
+    solo = train_seeds(job, seeds, Collect())
+    packed = train_packed(job, seeds, Collect())
+    lengths = {s: len(solo[s]["loss"]) for s in seeds}
+    assert {s: len(packed[s]["loss"]) for s in seeds} == lengths
+    assert len(set(lengths.values())) > 1, "the seeds should stop at different epochs"
+    for s in seeds:
+        assert packed[s]["test_accuracy"] == solo[s]["test_accuracy"]
+        assert packed[s]["test_loss"] == pytest.approx(solo[s]["test_loss"], rel=1e-5)
+
+
+def test_a_broken_builder_fails_every_replica_with_its_reason():
+    job = make_job()
+    bad = TrainingJob(lambda *a, **k: "not a model", {}, job.train, job.data)
+    sink = Collect()
+    assert train_packed(bad, [0, 1], sink) == {}
+    assert all("not a keras.Model" in e for e in sink.errors.values()) and len(sink.errors) == 2
+
+
+def test_pack_size():
+    assert pack_size(True, 10, 1_000) == 10
+    assert pack_size(True, 10, 50_000_000) == 2  # 800 MB per replica: two fit in 2 GiB
+    assert pack_size(3, 10, 1_000) == 3 and pack_size(False, 10, 1_000) == 1

@@ -22,7 +22,8 @@ args = parser.parse_args()
 path = os.path.join(os.environ.get("HPO_DATA_DIR", ""), "mnist.npz")
 if os.path.exists(path):
     with np.load(path) as f:
-        (x_train, y_train), (x_test, y_test) = (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+        x_train, y_train, x_test, y_test = (f[k] for k in ("x_train", "y_train", "x_test",
+                                                           "y_test"))
 else:
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
 x_train, x_test = x_train / 255.0, x_test / 255.0

@@ -48,8 +48,34 @@ def _parser() -> argparse.ArgumentParser:
     storage_arg(studies, "every studies/*.db")
 
     show = commands.add_parser("show", help="table of a study's trials: mean ± std, 95%% CI, n")
-    show.add_argument("study")
+    show.add_argument("study", help="study name or number")
     storage_arg(show, "sqlite:///studies/<STUDY>.db")
+
+    compare = commands.add_parser(
+        "compare", help="is trial A better than trial B? Welch's and the paired t-test")
+    compare.add_argument("study")
+    compare.add_argument("a", type=int, help="trial number")
+    compare.add_argument("b", type=int, help="trial number")
+    compare.add_argument("--metric", help="history key (default: the study's objective)")
+    storage_arg(compare, "sqlite:///studies/<STUDY>.db")
+
+    plot = commands.add_parser("plot", help="draw a figure of a study to a PNG file")
+    plot.add_argument("study")
+    plot.add_argument("--kind", required=True, choices=["curves", "param", "compare", "seeds"])
+    plot.add_argument("--trial", type=int, help="curves: the trial (default: the best)")
+    plot.add_argument("--trials", help="compare: trial numbers, e.g. 0,3,5 (default: all)")
+    plot.add_argument("--param", help="param: the parameter on the x axis")
+    plot.add_argument("--metric", help="history key (default: the study's objective)")
+    plot.add_argument("--error", action="store_true", help="plot 1 - accuracy")
+    plot.add_argument("--out", type=Path, help="PNG file (default: studies/<STUDY>/<kind>.png)")
+    storage_arg(plot, "sqlite:///studies/<STUDY>.db")
+
+    export = commands.add_parser("export", help="write trials, runs or epochs to a file")
+    export.add_argument("study")
+    export.add_argument("--what", required=True, choices=["trials", "runs", "epochs"])
+    export.add_argument("--format", required=True, choices=["csv", "parquet", "json"])
+    export.add_argument("--out", required=True, type=Path)
+    storage_arg(export, "sqlite:///studies/<STUDY>.db")
     return parser
 
 
@@ -122,8 +148,66 @@ def _studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_url(args: argparse.Namespace) -> str:
+    return args.storage or f"sqlite:///studies/{args.study}.db"
+
+
 def _show(args: argparse.Namespace) -> int:
-    return _show_table(args.storage or f"sqlite:///studies/{args.study}.db", args.study)
+    return _show_table(_default_url(args), args.study)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from hpo.results import Results
+
+    with Results(_default_url(args)) as results:
+        r = results.compare(args.study, args.a, args.b, args.metric)
+        metric = args.metric or results.sweep_settings(args.study).get("study.objective")
+    table = Table(title=f"trial {args.a} vs trial {args.b}: {metric} per seed")
+    for column in ("", f"trial {args.a}", f"trial {args.b}"):
+        table.add_column(column, justify="right")
+    for key in ("n", "mean", "std", "ci95_low", "ci95_high"):
+        table.add_row(key, _fmt(r[f"{key}_a"]), _fmt(r[f"{key}_b"]))
+    _console().print(table)
+    lines = [
+        f"difference of means {r['difference']:+.4f}; Welch's t = {r['welch_t']:.3f}, "
+        f"p = {r['welch_p']:.4g}; Cohen's d = {r['cohens_d']:.3f}",
+    ]
+    if "paired_p" in r and not _missing(r.get("paired_p")):
+        lines.append(
+            f"paired by seed (n = {int(r['paired_n'])}): "
+            f"mean difference {r['mean_difference']:+.4f}, "
+            f"95 % CI [{r['difference_ci95_low']:+.4f}, {r['difference_ci95_high']:+.4f}], "
+            f"t = {r['paired_t']:.3f}, p = {r['paired_p']:.4g}, d_z = {r['cohens_dz']:.3f}"
+        )
+    print("\n".join(lines))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from hpo.plots import plot
+    from hpo.results import Results
+
+    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
+    with Results(_default_url(args)) as results:
+        name = results.name(args.study)
+        figure = plot(results, name, args.kind, trial=args.trial, trials=trials,
+                      param=args.param, metric=args.metric, error=args.error)
+    out = args.out or Path("studies") / name / f"{args.kind}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    print(f"wrote {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hpo.results import Results
+
+    with Results(_default_url(args)) as results:
+        frame = results.export(args.study, args.what, args.format, str(args.out))
+    print(f"wrote {len(frame)} rows of {args.what} to {args.out}")
+    return 0
 
 
 def _show_table(url: str, study: str) -> int:
@@ -135,10 +219,11 @@ def _show_table(url: str, study: str) -> int:
         trials = results.trials(study)
         direction = results.studies().set_index("name").loc[study, "direction"]
     complete = trials[trials["state"] == "COMPLETE"]
-    best = None
+    best, best_ci = None, (None, None)
     if not complete.empty:
-        best = complete.loc[complete["value"].idxmax() if direction == "maximize"
-                            else complete["value"].idxmin(), "number"]
+        row = complete.loc[complete["value"].idxmax() if direction == "maximize"
+                           else complete["value"].idxmin()]
+        best, best_ci = row["number"], (row["ci95_low"], row["ci95_high"])
     params = [c for c in trials.columns if c not in
               {"number", "state", "n", "mean", "var", "std", "sem", "ci95_low", "ci95_high",
                "value"}]
@@ -154,9 +239,19 @@ def _show_table(url: str, study: str) -> int:
               else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
         n = "" if _missing(row["n"]) else str(row["n"])
         table.add_row(str(row["number"]), row["state"], *(_fmt(row[p]) for p in params),
-                      mean, ci, n, "★" if row["number"] == best else "")
+                      mean, ci, n, _mark(row, best, best_ci))
     _console().print(table)
+    print("★ best; ≈ 95 % CI overlaps the best's: not distinguishable from the best")
     return 0
+
+
+def _mark(row: dict, best: object, best_ci: tuple) -> str:
+    if row["number"] == best:
+        return "★"
+    low, high = row["ci95_low"], row["ci95_high"]
+    if row["state"] != "COMPLETE" or _missing(low) or _missing(best_ci[0]):
+        return ""
+    return "≈" if low <= best_ci[1] and best_ci[0] <= high else ""
 
 
 def _missing(value: object) -> bool:
@@ -191,7 +286,8 @@ def _print_frame(frame, title: str) -> None:
     _console().print(table)
 
 
-_COMMANDS = {"run": _run, "check": _check, "studies": _studies, "show": _show}
+_COMMANDS = {"run": _run, "check": _check, "studies": _studies, "show": _show,
+             "compare": _compare, "plot": _plot, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

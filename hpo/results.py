@@ -8,10 +8,15 @@ Example:
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import optuna
 import pandas as pd
 import sqlalchemy as sa
+from scipy import stats
 
+from hpo import protocol
 from hpo.errors import SweepError
 from hpo.protocol import Summary
 from hpo.store import Store
@@ -74,14 +79,31 @@ class Results:
     def study_names(self) -> list[str]:
         return optuna.get_all_study_names(self.store.optuna)
 
-    def _study(self, study: str) -> optuna.Study:
+    def name(self, study: str | int) -> str:
+        """The name of ``study``, given by name or by number (Optuna's study id)."""
         names = self.study_names()
-        if study not in names:
-            raise SweepError(
-                f"study {study!r}: not in {self.store.url}; studies there: "
-                + (", ".join(names) or "none")
-            )
-        return optuna.load_study(study_name=study, storage=self.store.optuna)
+        if study in names:
+            return study
+        if isinstance(study, int) or (isinstance(study, str) and study.isdigit()):
+            try:
+                return self.store.optuna.get_study_name_from_id(int(study))
+            except KeyError:
+                pass
+        raise SweepError(
+            f"study {study!r}: not in {self.store.url}; studies there: "
+            + (", ".join(names) or "none")
+        )
+
+    def _study(self, study: str | int) -> optuna.Study:
+        return optuna.load_study(study_name=self.name(study), storage=self.store.optuna)
+
+    def _matching(self, frame: pd.DataFrame, study: str | int,
+                  where: dict | None) -> pd.DataFrame:
+        """Rows of ``frame`` (with a ``trial`` column) whose trial has the ``where`` params."""
+        if not where:
+            return frame
+        trials = self.trials(study, where)
+        return frame[frame["trial"].isin(trials["number"])]
 
     def studies(self) -> pd.DataFrame:
         """One row per study: name, direction, n_trials, n_runs."""
@@ -99,9 +121,9 @@ class Results:
         frame["n_runs"] = frame["n_runs"].fillna(0).astype("int64")
         return frame
 
-    def trials(self, study: str) -> pd.DataFrame:
+    def trials(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
         """One row per trial: number, state, one column per param, n, mean, var, std, sem,
-        ci95_low, ci95_high, value."""
+        ci95_low, ci95_high, value. ``where`` keeps the trials with these param values."""
         trials = self._study(study).get_trials(deepcopy=False)
         params = sorted({name for t in trials for name in t.params})
         rows = []
@@ -116,23 +138,29 @@ class Results:
         for column in _STAT_COLUMNS[1:] + ["value"]:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         frame["n"] = frame["n"].astype("Int64")
-        return frame
+        for param, value in (where or {}).items():
+            if param not in params:
+                raise SweepError(f"where {param} = {value!r}: not a parameter of study "
+                                 f"{study!r}; parameters: {', '.join(params) or 'none'}")
+            frame = frame[frame[param] == value]
+        return frame.reset_index(drop=True)
 
-    def epochs(self, study: str) -> pd.DataFrame:
+    def epochs(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
         """Long form: trial, seed, epoch, metric, value: every metric, epoch and run."""
-        self._study(study)
+        name = self.name(study)
         with self.store.engine.connect() as conn:
-            frame = pd.read_sql(_EPOCHS_SQL, conn, params={"study": study})
+            frame = pd.read_sql(_EPOCHS_SQL, conn, params={"study": name})
         frame["value"] = frame["value"].astype("float64")
-        return frame
+        return self._matching(frame, name, where)
 
-    def runs(self, study: str) -> pd.DataFrame:
+    def runs(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
         """One row per seeded run: trial, seed, state, epochs, wall_s, error, and the final value
         of each metric."""
-        self._study(study)
+        name = self.name(study)
         with self.store.engine.connect() as conn:
-            runs = pd.read_sql(_RUNS_SQL, conn, params={"study": study})
-        epochs = self.epochs(study)
+            runs = self._matching(pd.read_sql(_RUNS_SQL, conn, params={"study": name}), name,
+                                  where)
+        epochs = self.epochs(name, where)
         if not epochs.empty:
             final = (
                 epochs.sort_values("epoch")
@@ -143,5 +171,71 @@ class Results:
             )
             final.columns.name = None
             runs = runs.merge(final, on=["trial", "seed"], how="left")
+        runs = runs.reset_index(drop=True)
         runs["epochs"] = runs["epochs"].fillna(0).astype("int64")
         return runs
+
+    def curves(self, study: str | int, metric: str, where: dict | None = None) -> pd.DataFrame:
+        """Per trial and epoch, ``metric`` across seeds: trial, epoch, n, mean, std, sem,
+        ci95_low, ci95_high (Student t; spread undefined, NaN, for n < 2)."""
+        epochs = self.epochs(study, where)
+        values = epochs[epochs["metric"] == metric]
+        if values.empty:
+            known = ", ".join(sorted(epochs["metric"].unique()))
+            raise SweepError(f"metric {metric!r}: not recorded in study {study!r}; recorded: "
+                             f"{known or 'none'}")
+        frame = (values.groupby(["trial", "epoch"])["value"]
+                 .agg(n="count", mean="mean", std="std").reset_index())
+        frame["sem"] = frame["std"] / np.sqrt(frame["n"])
+        half = stats.t.ppf(0.975, (frame["n"] - 1).clip(lower=1)) * frame["sem"]
+        frame["ci95_low"], frame["ci95_high"] = frame["mean"] - half, frame["mean"] + half
+        return frame
+
+    def seed_values(self, study: str, trial: int, metric: str | None = None) -> dict[int, float]:
+        """One number per seed of ``trial``: ``metric`` (default: the study's objective) reduced
+        as the study reduces its objective (last or best epoch)."""
+        sweep = self.sweep_settings(study)
+        direction = self._study(study).direction.name.lower()
+        metric = metric or sweep.get("study.objective", "val_accuracy")
+        epochs = self.epochs(study)
+        values = epochs[(epochs["trial"] == trial) & (epochs["metric"] == metric)]
+        if values.empty:
+            raise SweepError(f"trial {trial} of study {study!r}: no values of {metric!r}")
+        reduce = sweep.get("study.reduce", "last")
+        return {
+            int(seed): protocol.reduce_history(group.sort_values("epoch")["value"].tolist(),
+                                               reduce, direction)
+            for seed, group in values.groupby("seed")
+        }
+
+    def compare(self, study: str, a: int, b: int, metric: str | None = None) -> pd.Series:
+        """Trial ``a`` against trial ``b``: Welch's and the paired t-test (scipy.stats), effect
+        sizes and CIs (see :func:`hpo.protocol.compare`)."""
+        result = protocol.compare(self.seed_values(study, a, metric),
+                                  self.seed_values(study, b, metric))
+        return pd.Series({"trial_a": a, "trial_b": b, **result})
+
+    def export(self, study: str | int, what: str, fmt: str, path: str) -> pd.DataFrame:
+        """Write ``trials``, ``runs`` or ``epochs`` of ``study`` as csv, parquet or json."""
+        tables = {"trials": self.trials, "runs": self.runs, "epochs": self.epochs}
+        if what not in tables:
+            raise SweepError(f"--what {what!r}: expected one of {', '.join(tables)}")
+        if fmt not in ("csv", "parquet", "json"):
+            raise SweepError(f"--format {fmt!r}: expected one of csv, parquet, json")
+        frame = tables[what](study)
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        elif fmt == "json":
+            frame.to_json(path, orient="records", indent=1, date_format="iso")
+        else:
+            try:
+                frame.to_parquet(path, index=False)
+            except ImportError as exc:
+                raise SweepError("--format parquet: needs pyarrow (pip install "
+                                 "hpo-sweeps[parquet])") from exc
+        return frame
+
+    def sweep_settings(self, study: str) -> dict:
+        """The sweep settings stored with the study (``hpo.sweep`` user attribute)."""
+        stored = self._study(study).user_attrs.get("hpo.sweep", {})
+        return json.loads(json.dumps(stored))

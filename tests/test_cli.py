@@ -46,3 +46,22 @@ def test_show_an_unknown_study_exits_2(tmp_path):
 def test_help_everywhere(tmp_path, command):
     result = hpo(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: hpo" in result.stdout
+
+
+def test_compare_plot_and_export_commands(small_study, tmp_path):
+    _, url = small_study
+    compared = hpo("compare", "small", "0", "1", "--storage", url, cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    assert "Welch's t" in compared.stdout and "paired by seed (n = 3)" in compared.stdout
+    plotted = hpo("plot", "small", "--kind", "param", "--storage", url, cwd=tmp_path)
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "studies" / "small" / "param.png").stat().st_size > 10_000
+    out = tmp_path / "runs.csv"
+    exported = hpo("export", "small", "--what", "runs", "--format", "csv", "--out", str(out),
+                   "--storage", url, cwd=tmp_path)
+    assert exported.returncode == 0 and "wrote 6 rows of runs" in exported.stdout
+    shown = hpo("show", "small", "--storage", url, cwd=tmp_path)
+    assert "not distinguishable from the best" in shown.stdout
+    bad = hpo("plot", "small", "--kind", "param", "--param", "depth", "--storage", url,
+              cwd=tmp_path)
+    assert bad.returncode == 2 and "--param 'depth': not a parameter" in bad.stderr

@@ -56,6 +56,52 @@ class EpochMetric(Base):
     value: Mapped[float | None] = mapped_column(sa.Float)
 
 
+def _attr(key: str) -> str:
+    # Optuna keeps user attributes as JSON text; a missing spread is stored as null.
+    return (f"(SELECT CAST(NULLIF(a.value_json, 'null') AS FLOAT) FROM trial_user_attributes a "
+            f"WHERE a.trial_id = t.trial_id AND a.key = '{key}') AS {key}")
+
+
+# Views for any SQL tool (sqlite3, pd.read_sql, psql): results without hpo.
+VIEWS = {
+    # One row per trial: its value (the mean over seeds) and the spread across seeds.
+    "hpo_trial_summary": f"""
+        SELECT s.study_name AS study, t.number AS trial, t.state AS state, v.value AS value,
+               {", ".join(_attr(k) for k in ("n", "mean", "std", "sem", "ci95_low",
+                                             "ci95_high"))},
+               (SELECT COUNT(*) FROM hpo_runs r WHERE r.trial_id = t.trial_id) AS n_runs
+        FROM trials t
+        JOIN studies s ON s.study_id = t.study_id
+        LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0""",
+    # One row per seeded run.
+    "hpo_run_summary": """
+        SELECT s.study_name AS study, t.number AS trial, r.seed AS seed, r.state AS state,
+               r.wall_s AS wall_s, r.error AS error,
+               (SELECT MAX(e.epoch) FROM hpo_epochs e WHERE e.run_id = r.run_id) AS epochs
+        FROM hpo_runs r
+        JOIN trials t ON t.trial_id = r.trial_id
+        JOIN studies s ON s.study_id = t.study_id""",
+    # The mean learning curve: per trial, metric and epoch, across seeds (var with ddof 1).
+    "hpo_epoch_curve": """
+        SELECT s.study_name AS study, t.number AS trial, e.metric AS metric, e.epoch AS epoch,
+               COUNT(e.value) AS n, AVG(e.value) AS mean,
+               CASE WHEN COUNT(e.value) > 1 THEN
+                   (SUM(e.value * e.value) - SUM(e.value) * SUM(e.value) / COUNT(e.value))
+                   / (COUNT(e.value) - 1) END AS var,
+               MIN(e.value) AS min, MAX(e.value) AS max
+        FROM hpo_epochs e
+        JOIN hpo_runs r ON r.run_id = e.run_id
+        JOIN trials t ON t.trial_id = r.trial_id
+        JOIN studies s ON s.study_id = t.study_id
+        GROUP BY s.study_name, t.number, e.metric, e.epoch""",
+}
+
+
 def create_tables(engine: sa.Engine) -> None:
-    """Create hpo's tables if missing (Optuna creates its own)."""
+    """Create hpo's tables and views if missing (Optuna creates its own tables)."""
     Base.metadata.create_all(engine, tables=[Run.__table__, EpochMetric.__table__])
+    create = ("CREATE VIEW IF NOT EXISTS" if engine.dialect.name == "sqlite"
+              else "CREATE OR REPLACE VIEW")
+    with engine.begin() as conn:
+        for name, query in VIEWS.items():
+            conn.exec_driver_sql(f"{create} {name} AS {query}")

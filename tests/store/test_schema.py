@@ -48,3 +48,34 @@ def test_restarting_a_seed_replaces_its_unfinished_run(sqlite_url):
         epochs = conn.execute(sa.text("SELECT COUNT(*) FROM hpo_epochs")).scalar()
     assert runs == [second] and epochs == 0
     store.dispose()
+
+
+def test_views_answer_without_hpo(small_study):
+    import sqlite3
+
+    import numpy as np
+
+    from hpo import Results
+
+    sweep, url = small_study
+    Store.open(url, create=True).dispose()  # views are made when hpo opens the database
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        summary = conn.execute("SELECT trial, state, value, n, mean, std, ci95_low, n_runs "
+                               "FROM hpo_trial_summary WHERE study = ? ORDER BY trial",
+                               ("small",)).fetchall()
+        curve = conn.execute("SELECT trial, epoch, n, mean, var FROM hpo_epoch_curve "
+                             "WHERE study = ? AND metric = 'val_accuracy' ORDER BY trial, epoch",
+                             ("small",)).fetchall()
+        runs = conn.execute("SELECT COUNT(*), SUM(epochs) FROM hpo_run_summary WHERE study = ?",
+                            ("small",)).fetchone()
+    with Results(url) as r:
+        trials = r.trials("small")
+        curves = r.curves("small", "val_accuracy")
+    assert [row[0] for row in summary] == trials["number"].tolist()
+    assert np.allclose([row[2] for row in summary], trials["value"])
+    assert np.allclose([row[5] for row in summary], trials["std"])
+    assert [row[3] for row in summary] == [3, 3] and [row[7] for row in summary] == [3, 3]
+    assert np.allclose([row[3] for row in curve], curves["mean"])
+    assert np.allclose([row[4] for row in curve], curves["std"] ** 2)
+    assert runs == (6, 6 * sweep.train.epochs)

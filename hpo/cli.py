@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=["csv", "parquet", "json"])
     export.add_argument("--out", required=True, type=Path)
     storage_arg(export, "sqlite:///studies/<STUDY>.db")
+
+    dashboard = commands.add_parser(
+        "dashboard", help="optuna-dashboard on a study's database (notes and mean ± CI figures)")
+    dashboard.add_argument("study", nargs="?", help="study name (default: every study)")
+    storage_arg(dashboard, "sqlite:///studies/<STUDY>.db")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to bind (default: 127.0.0.1, this machine only)")
+    dashboard.add_argument("--port", type=int, default=8080)
     return parser
 
 
@@ -286,8 +294,17 @@ def _print_frame(frame, title: str) -> None:
     _console().print(table)
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from hpo.dashboard import serve
+
+    if not args.study and not args.storage:
+        raise HpoError("hpo dashboard: give a STUDY or --storage URL")
+    serve(_default_url(args), args.study, host=args.host, port=args.port)
+    return 0
+
+
 _COMMANDS = {"run": _run, "check": _check, "studies": _studies, "show": _show,
-             "compare": _compare, "plot": _plot, "export": _export}
+             "compare": _compare, "plot": _plot, "export": _export, "dashboard": _dashboard}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,107 @@
+"""optuna-dashboard for hpo studies: a protocol note and mean ± CI figures, then the server.
+
+What the dashboard shows of an hpo study: trial values (the mean over seeds), the user attributes
+n, mean, var, std, sem, ci95_low, ci95_high and seeds, the intermediate values (the mean learning
+curve), a study note describing the protocol, and per trial a Plotly figure of the mean ± 95 % CI
+curves of validation and training. Notes and figures are written when ``hpo dashboard`` starts.
+
+Example:
+    >>> serve("sqlite:///studies/mnist-q6-width.db", port=8080)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from hpo.errors import SweepError
+from hpo.results import Results
+
+
+def _require():
+    try:
+        import optuna_dashboard
+        import plotly.graph_objects as go
+    except ImportError as exc:
+        raise SweepError("hpo dashboard needs optuna-dashboard and plotly "
+                         "(pip install hpo-sweeps[dashboard])") from exc
+    return optuna_dashboard, go
+
+
+def protocol_note(settings: dict, study: str, direction: str) -> str:
+    """Markdown describing how every trial of the study was run."""
+    data, model, train = settings.get("data", {}), settings.get("model", {}), settings.get(
+        "train", {})
+    protocol = settings.get("protocol", {})
+    repeats, seed = protocol.get("repeats", "?"), protocol.get("seed", 0)
+    seeds = (f"{seed}–{seed + repeats - 1}" if isinstance(repeats, int) else "?")
+    limits = ", ".join(f"{k} = {data[k]}" for k in ("limit_train", "limit_test") if data.get(k))
+    model_keys = ", ".join(f"{k} = {v}" for k, v in model.items() if k != "builder")
+    space = settings.get("search.space") or {}
+    return "\n".join([
+        f"# {study}: an hpo study",
+        "",
+        f"Each trial trains its configuration **{repeats} times**, with seeds {seeds} (the same "
+        "seeds in every trial). The trial's value is the mean over seeds of "
+        f"`{settings.get('study.objective')}` ({settings.get('study.reduce')} epoch per seed, "
+        f"{direction}); its user attributes hold n, mean, var, std, sem and the Student-t 95 % "
+        "CI; the intermediate values are the mean learning curve.",
+        "",
+        f"- **Dataset**: `{data.get('dataset')}`, validation = {data.get('validation')}"
+        + (f", {limits}" if limits else ""),
+        f"- **Model**: `{model.get('builder')}`" + (f" ({model_keys})" if model_keys else ""),
+        f"- **Training**: {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
+        f"{train.get('optimizer')} (learning rate {train.get('learning_rate')}), loss "
+        f"{train.get('loss')}, metrics {', '.join(train.get('metrics', []))}"
+        + (f", early stopping {train['early_stopping']}" if train.get("early_stopping") else ""),
+        "- **Search space**: " + (", ".join(f"{k} = {v}" for k, v in space.items()) or "none"),
+        "",
+        "Every metric of every epoch of every seed is in the same database (tables `hpo_runs`, "
+        "`hpo_epochs`; views `hpo_trial_summary`, `hpo_epoch_curve`).",
+    ])
+
+
+def annotate(results: Results, study: str) -> int:
+    """Write the protocol note and one mean ± CI figure per trial; return the figure count."""
+    import optuna
+
+    optuna_dashboard, go = _require()
+    name = results.name(study)
+    loaded = optuna.load_study(study_name=name, storage=results.store.optuna)
+    settings = results.sweep_settings(name)
+    if not settings:
+        return 0  # not an hpo study: leave it as Optuna made it
+    optuna_dashboard.save_note(loaded, protocol_note(settings, name,
+                                                     loaded.direction.name.lower()))
+    objective = settings.get("study.objective", "val_accuracy")
+    base = objective.removeprefix("val_").removeprefix("test_")
+    epochs = results.epochs(name)
+    figures = 0
+    for trial in sorted(epochs["trial"].unique()):
+        figure = go.Figure()
+        for key, color in ((f"val_{base}", "31,119,180"), (base, "255,127,14")):
+            curve = results.curves(name, key) if key in set(epochs["metric"]) else None
+            if curve is None:
+                continue
+            curve = curve[curve["trial"] == trial]
+            x = curve["epoch"].tolist()
+            figure.add_trace(go.Scatter(
+                x=x + x[::-1], y=curve["ci95_high"].tolist() + curve["ci95_low"].tolist()[::-1],
+                fill="toself", fillcolor=f"rgba({color},0.2)", line={"width": 0}, mode="lines",
+                name=f"{key}: 95 % CI", hoverinfo="skip"))
+            figure.add_trace(go.Scatter(x=x, y=curve["mean"].tolist(), mode="lines+markers",
+                                        line={"color": f"rgb({color})"}, name=f"{key}: mean"))
+        figure.update_layout(title=f"trial {trial}: mean ± 95 % CI over seeds",
+                             xaxis_title="epoch", yaxis_title=base)
+        optuna_dashboard.save_plotly_graph_object(loaded, figure,
+                                                  graph_object_id=f"hpo-trial-{trial}")
+        figures += 1
+    return figures
+
+
+def serve(storage: str, study: str | None = None, host: str = "127.0.0.1",
+          port: int = 8080) -> None:
+    """Annotate ``study`` (or every study) of ``storage`` and run optuna-dashboard on it."""
+    optuna_dashboard, _ = _require()
+    with Results(storage) as results:
+        for name in [results.name(study)] if study else results.study_names():
+            annotate(results, name)
+    print(f"optuna-dashboard on http://{host}:{port}/dashboard (Ctrl-C stops it)", flush=True)
+    optuna_dashboard.run_server(storage, host=host, port=port)

@@ -59,6 +59,16 @@ def best_trial(results: Results, study: str) -> int:
                             else complete["value"].idxmin(), "number"])
 
 
+def _finish(fig: Figure, ax, title: str, xlabel: str, ylabel: str) -> Figure:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _twins(metric: str) -> list[tuple[str, str]]:
     """(history key, label) pairs: the validation metric and its training twin."""
     base = metric.removeprefix("val_").removeprefix("test_")
@@ -102,13 +112,8 @@ def _curves(results: Results, study: str, trial: int | None, metric: str, error:
     params = results.trials(study).set_index("number").loc[trial]
     shown = ", ".join(f"{k}={v}" for k, v in params.items()
                       if k not in _STATS and k != "state") or "the only configuration"
-    ax.set_title(f"{study}: trial {trial} ({shown})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(_label(metric, error))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"{study}: trial {trial} ({shown})", "epoch",
+                   _label(metric, error))
 
 
 _STATS = {"n", "mean", "var", "std", "sem", "ci95_low", "ci95_high", "value"}
@@ -148,13 +153,8 @@ def _param(results: Results, study: str, param: str | None, metric: str,
         ax.set_xticks(xs, [str(x) for x in xs])
     elif not numeric:
         ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs])
-    ax.set_title(f"{study}: {_label(metric, error)} against {param}")
-    ax.set_xlabel(param)
-    ax.set_ylabel(f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"{study}: {_label(metric, error)} against {param}", param,
+                   f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")
 
 
 def _reduce(results: Results, study: str) -> str:
@@ -180,13 +180,8 @@ def _compare(results: Results, study: str, trials: Sequence[int] | None, metric:
                         label=f"trial {trial}" + (f" ({params})" if params else ""))
         ax.fill_between(curve["epoch"], _values(curve["ci95_low"], error),
                         _values(curve["ci95_high"], error), color=line.get_color(), alpha=0.15)
-    ax.set_title(f"{study}: mean {key} per epoch, 95 % CI bands")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(_label(key, error))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"{study}: mean {key} per epoch, 95 % CI bands", "epoch",
+                   _label(key, error))
 
 
 def _seeds(results: Results, study: str, metric: str, error: bool) -> Figure:
@@ -204,10 +199,5 @@ def _seeds(results: Results, study: str, metric: str, error: bool) -> Figure:
         ax.errorbar([position + 0.3], [s.mean], yerr=[[spread], [spread]], fmt="o",
                     color="tab:red", capsize=4, label="mean ± 95 % CI" if position == 0 else None)
     ax.set_xticks(range(len(complete)), [str(n) for n in complete["number"]])
-    ax.set_title(f"{study}: {_label(metric, error)} of every seed, per trial")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"{study}: {_label(metric, error)} of every seed, per trial", "trial",
+                   f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")

@@ -77,7 +77,7 @@ BAD = [
     (["train.optimizer='adamm'"], "train.optimizer = 'adamm': expected one of adam"),
     (["train.loss='msee'"], "train.loss = 'msee'"),
     (["train.metrics=['acc']"], "unknown metric 'acc'"),
-    (["data.dataset='mnistt'"], "data.dataset = 'mnistt': unknown; expected one of cifar10, forda, mnist"),
+    (["data.dataset='mnistt'"], "data.dataset = 'mnistt': unknown; expected one of cifar10"),
     (["model.builder='mlpp'"], "model.builder = 'mlpp': unknown"),
     (["model.builder='no_such_module:build'"], "cannot import module 'no_such_module'"),
     (["study.direction='up'"], "study.direction = 'up': expected one of maximize, minimize"),

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hpo import Results, SweepError
+from hpo import Results, SweepError, parse_sweep, run_sweep
+
+from conftest import SMALL_SWEEP
 
 
 def test_curves_equal_numpy_and_scipy(small_study):
@@ -77,3 +79,18 @@ def test_study_numbers_and_param_filters(small_study):
             r.trials("small", {"depth": 3})
         with pytest.raises(SweepError, match="metric 'val_acc': not recorded"):
             r.curves("small", "val_acc")
+
+
+def test_hostile_names_reach_sql_only_as_parameters(sqlite_url):
+    hostile = "x'); DROP TABLE trials; --"
+    sweep = parse_sweep(SMALL_SWEEP, [f'study.name="{hostile}"', "train.epochs=1",
+                                      "protocol.repeats=1", "search.space.width=[4]"])
+    run_sweep(sweep, storage=sqlite_url)
+    with Results(sqlite_url) as r:
+        assert r.study_names() == [hostile]
+        assert len(r.epochs(hostile)) == 4 and len(r.runs(hostile)) == 1
+        with pytest.raises(SweepError, match="not recorded"):
+            r.curves(hostile, "loss'; DELETE FROM hpo_epochs; --")
+        with pytest.raises(SweepError, match="not in"):
+            r.trials("y' OR '1'='1")
+        assert len(r.epochs(hostile)) == 4  # nothing was dropped or deleted

@@ -108,11 +108,13 @@ def _run(args: argparse.Namespace) -> int:
     from hpo import progress
     from hpo.runner import run_sweep
     from hpo.sweep import load_sweep
+    from hpo.training.backend import import_keras_quietly
 
     sweep = load_sweep(args.sweep, args.overrides)
     if args.n_trials is not None and args.n_trials < 1:
         raise HpoError(f"--n-trials = {args.n_trials}: expected an integer >= 1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import_keras_quietly()
     study = run_sweep(sweep, storage=args.storage, n_trials=args.n_trials,
                       progress=progress.for_stream())
     url = args.storage or sweep.storage_url

@@ -94,8 +94,12 @@ def load_data(sweep: Sweep) -> DataSource:
     load = loaders.resolve(sweep.data.dataset)
     try:
         arrays = load()
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"data.dataset = {sweep.data.dataset!r}: cannot load ({exc})") from exc
+    except Exception as exc:  # loaders fail in many ways (Keras' download raises Exception)
+        reason = " ".join(str(exc).split())
+        raise SweepError(
+            f"data.dataset = {sweep.data.dataset!r}: cannot load ({reason}); "
+            "for offline data set HPO_DATA_DIR (see README)"
+        ) from exc
     return DataSource(arrays, sweep.data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,4 +138,14 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, sweep_
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hpo: error:") and fragment in lines[0]
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_dataset_that_cannot_be_loaded_is_one_line_and_writes_nothing(tmp_path, sweep_file):
+    env = {**os.environ, "HPO_DATA_DIR": str(tmp_path / "empty")}  # no mnist.npz, no network
+    result = subprocess.run([sys.executable, "-m", "hpo", "run", str(sweep_file)], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data.dataset = 'mnist': cannot load" in lines[0]
     assert not (tmp_path / "studies").exists()

@@ -6,6 +6,23 @@ TensorFlow is imported only when it is the backend, so hpo runs where only JAX i
 from __future__ import annotations
 
 import functools
+import os
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow, if it is the backend) with file descriptor 2 silenced.
+
+    TensorFlow writes start-up lines (absl, oneDNN) straight to fd 2 before any Python logging
+    setting applies; the CLI promises one-line errors. Python exceptions are unaffected.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def seed_everything(seed: int) -> None:

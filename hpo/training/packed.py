@@ -72,25 +72,21 @@ def train_packed(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[
     return {seed: h for seed, h in histories.items() if seed not in errors}
 
 
-class _Table:
-    """Builds the Keras layer holding all examples as a non-trainable weight, gathered by index."""
+def _example_table(values: np.ndarray):
+    """A Keras layer holding every example as one non-trainable weight, gathered by row."""
+    import keras
 
-    @staticmethod
-    def layer(values: np.ndarray):
-        import keras
+    class ExampleTable(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__(trainable=False, name="examples")
+            self.values = self.add_weight(shape=values.shape, initializer="zeros",
+                                          dtype=str(values.dtype), trainable=False, name="values")
+            self.values.assign(values)
 
-        class ExampleTable(keras.layers.Layer):
-            def __init__(self) -> None:
-                super().__init__(trainable=False, name="examples")
-                self.values = self.add_weight(shape=values.shape, initializer="zeros",
-                                              dtype=str(values.dtype), trainable=False,
-                                              name="values")
-                self.values.assign(values)
+        def call(self, rows):
+            return keras.ops.take(self.values, rows, axis=0)
 
-            def call(self, rows):
-                return keras.ops.take(self.values, rows, axis=0)
-
-        return ExampleTable()
+    return ExampleTable()
 
 
 def build_packed(job: TrainingJob, seeds: Sequence[int]):
@@ -104,7 +100,7 @@ def build_packed(job: TrainingJob, seeds: Sequence[int]):
     source = job.data
     names = [f"r{i}" for i in range(len(seeds))]
     rows = keras.Input(shape=(len(seeds),), dtype="int32", name="rows")
-    table = _Table.layer(source.x.astype("float32", copy=False))
+    table = _example_table(source.x.astype("float32", copy=False))
     replicas, outputs = [], {}
     for i, seed in enumerate(seeds):
         seed_everything(seed)  # the solo run's initial weights and dropout seed

@@ -100,6 +100,8 @@ def report() -> None:
                     published = PUBLISHED.get(base, "—")
                     if isinstance(published, dict):
                         published = published.get(config, "—")
+                    if study != base and published != "—":
+                        published = f"full protocol: {published}"  # a reduced run
                     epochs = runs.loc[runs["trial"] == row["number"], "epochs"]
                     std = "" if row["std"] != row["std"] else f" ± {row['std']:.4f}"
                     ci = ("—" if row["ci95_low"] != row["ci95_low"]

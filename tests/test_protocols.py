@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
+import pytest
 
 from hpo import Results, load_sweep, run_sweep
 from hpo.sweep import parse_sweep
@@ -14,18 +17,23 @@ TINY_TRANSFORMER = ["model.head_size=4", "model.num_heads=1", "model.num_blocks=
                     "protocol.repeats=2", "train.epochs=2"]
 
 
-def test_cifar10_cnn_protocol_on_a_small_file(tmp_path, monkeypatch, sqlite_url):
+SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+CIFAR_SWEEPS = sorted(p.name for p in SWEEPS.glob("cifar10-*.toml"))
+
+
+@pytest.mark.parametrize("name", CIFAR_SWEEPS)
+def test_cifar10_protocols_on_a_small_file(tmp_path, monkeypatch, sqlite_url, name):
     write_cifar10(tmp_path, n_train=64, n_test=32)
     monkeypatch.setenv("HPO_DATA_DIR", str(tmp_path))
-    sweep = load_sweep("sweeps/cifar10-q10e-dropout.toml",
-                       ["protocol.repeats=2", "train.epochs=1"])
+    sweep = load_sweep(SWEEPS / name, ["protocol.repeats=2", "train.epochs=1",
+                                          "search.n_trials=1"])
     study = run_sweep(sweep, storage=sqlite_url)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert study.trials[0].user_attrs["n"] == 2
 
 
 def test_forda_transformer_protocol_records_test_metrics(sqlite_url):
-    sweep = load_sweep("sweeps/forda-transformer.toml", TINY_TRANSFORMER)
+    sweep = load_sweep(SWEEPS / "forda-transformer.toml", TINY_TRANSFORMER)
     study = run_sweep(sweep, storage=sqlite_url)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
@@ -53,8 +61,12 @@ def test_early_stopping_ends_a_run_as_keras_would(sqlite_url):
     assert runs["test_accuracy"].notna().all()
 
 
+def test_every_cifar10_protocol_is_tested():
+    assert len(CIFAR_SWEEPS) == 7
+
+
 def test_tpe_protocol_samples_the_transformer_space(sqlite_url):
-    sweep = load_sweep("sweeps/forda-transformer-tpe.toml",
+    sweep = load_sweep(SWEEPS / "forda-transformer-tpe.toml",
                        [*TINY_TRANSFORMER, "search.n_trials=2", "protocol.repeats=1",
                         "train.epochs=1", "search.space.head_size=[4, 8]",
                         "search.space.num_blocks={low=1, high=2}"])

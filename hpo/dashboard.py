@@ -73,14 +73,15 @@ def annotate(results: Results, study: str) -> int:
     objective = settings.get("study.objective", "val_accuracy")
     base = objective.removeprefix("val_").removeprefix("test_")
     epochs = results.epochs(name)
+    recorded = set(epochs["metric"])
+    curves = {key: results.curves(name, key) for key in (f"val_{base}", base) if key in recorded}
+    colors = {f"val_{base}": "31,119,180", base: "255,127,14"}
     figures = 0
     for trial in sorted(epochs["trial"].unique()):
         figure = go.Figure()
-        for key, color in ((f"val_{base}", "31,119,180"), (base, "255,127,14")):
-            curve = results.curves(name, key) if key in set(epochs["metric"]) else None
-            if curve is None:
-                continue
-            curve = curve[curve["trial"] == trial]
+        for key, all_trials in curves.items():
+            color = colors[key]
+            curve = all_trials[all_trials["trial"] == trial]
             x = curve["epoch"].tolist()
             figure.add_trace(go.Scatter(
                 x=x + x[::-1], y=curve["ci95_high"].tolist() + curve["ci95_low"].tolist()[::-1],

@@ -135,9 +135,10 @@ def _param(results: Results, study: str, param: str | None, metric: str,
     fig, ax = plt.subplots(figsize=(8, 5))
     numeric = np.issubdtype(complete[param].dtype, np.number)
     for (key, label), color in zip(_twins(metric), ("tab:blue", "tab:orange"), strict=False):
+        table = results.seed_table(study, key)
         xs, means, lows, highs = [], [], [], []
         for row in complete.itertuples(index=False):
-            seeds = results.seed_values(study, row.number, key)
+            seeds = results.seed_values(study, row.number, key, table)
             s = summarize(list(seeds.values()))
             xs.append(getattr(row, param))
             means.append(s.mean)
@@ -187,10 +188,11 @@ def _compare(results: Results, study: str, trials: Sequence[int] | None, metric:
 def _seeds(results: Results, study: str, metric: str, error: bool) -> Figure:
     trials = results.trials(study)
     complete = trials[trials["state"] == "COMPLETE"]
+    table = results.seed_table(study, metric)
     fig, ax = plt.subplots(figsize=(8, 5))
     for position, row in enumerate(complete.itertuples(index=False)):
-        values = _values(np.array(list(results.seed_values(study, row.number, metric).values())),
-                         error)
+        seeds = results.seed_values(study, row.number, metric, table)
+        values = _values(np.array(list(seeds.values())), error)
         jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
         ax.scatter(position + np.asarray(jitter), values, s=14, color="tab:gray",
                    label="one seed" if position == 0 else None)

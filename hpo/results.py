@@ -209,28 +209,39 @@ class Results:
         frame["ci95_low"], frame["ci95_high"] = frame["mean"] - half, frame["mean"] + half
         return frame
 
-    def seed_values(self, study: str, trial: int, metric: str | None = None) -> dict[int, float]:
-        """One number per seed of ``trial``: ``metric`` (default: the study's objective) reduced
-        as the study reduces its objective (last or best epoch)."""
+    def seed_table(self, study: str, metric: str | None = None) -> pd.DataFrame:
+        """One row per (trial, seed): ``metric`` (default: the study's objective) reduced as the
+        study reduces its objective (last or best epoch). One read of the study's epochs."""
         sweep = self.sweep_settings(study)
         direction = self._study(study).direction.name.lower()
         metric = metric or sweep.get("study.objective", "val_accuracy")
-        epochs = self.epochs(study)
-        values = epochs[(epochs["trial"] == trial) & (epochs["metric"] == metric)]
-        if values.empty:
-            raise SweepError(f"trial {trial} of study {study!r}: no values of {metric!r}")
         reduce = sweep.get("study.reduce", "last")
-        return {
-            int(seed): protocol.reduce_history(group.sort_values("epoch")["value"].tolist(),
-                                               reduce, direction)
-            for seed, group in values.groupby("seed")
-        }
+        epochs = self.epochs(study)  # already sorted by trial, seed, epoch
+        values = epochs[epochs["metric"] == metric]
+        rows = [
+            (int(trial), int(seed), protocol.reduce_history(group["value"].tolist(), reduce,
+                                                            direction))
+            for (trial, seed), group in values.groupby(["trial", "seed"])
+        ]
+        return pd.DataFrame(rows, columns=["trial", "seed", "value"])
+
+    def seed_values(self, study: str, trial: int, metric: str | None = None,
+                    table: pd.DataFrame | None = None) -> dict[int, float]:
+        """Seed → reduced value of ``trial`` (see :meth:`seed_table`; pass ``table`` to reuse
+        one when asking for several trials)."""
+        table = self.seed_table(study, metric) if table is None else table
+        values = table[table["trial"] == trial]
+        if values.empty:
+            raise SweepError(f"trial {trial} of study {study!r}: no values of "
+                             f"{metric or 'the objective'!r}")
+        return dict(zip(values["seed"], values["value"], strict=True))
 
     def compare(self, study: str, a: int, b: int, metric: str | None = None) -> pd.Series:
         """Trial ``a`` against trial ``b``: Welch's and the paired t-test (scipy.stats), effect
         sizes and CIs (see :func:`hpo.protocol.compare`)."""
-        result = protocol.compare(self.seed_values(study, a, metric),
-                                  self.seed_values(study, b, metric))
+        table = self.seed_table(study, metric)
+        result = protocol.compare(self.seed_values(study, a, metric, table),
+                                  self.seed_values(study, b, metric, table))
         return pd.Series({"trial_a": a, "trial_b": b, **result})
 
     def export(self, study: str | int, what: str, fmt: str, path: str) -> pd.DataFrame:

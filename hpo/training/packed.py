@@ -139,10 +139,11 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
     eval_batch = max(train.batch_size, EVAL_BATCH_SIZE)
     stoppers = [early_stopping(train, model) for model in replicas]
     active = set(range(len(seeds)))
-    kept: dict[int, list] = {}  # weights of replicas that stopped, to evaluate the test split
+    # Replicas that stopped, with evaluate_test: (last epoch, its logs, the weights they keep),
+    # their last record waiting for the test_* values.
+    deferred: dict[int, tuple[int, dict[str, float], list]] = {}
     histories: dict[int, dict[str, list[float]]] = {seed: {} for seed in seeds}
     errors: dict[int, str] = {}
-    last_logs: dict[int, dict[str, float]] = {}
 
     for epoch in range(train.epochs):
         order = epoch_rows(seeds, splits, epoch)
@@ -154,7 +155,6 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
         final_epoch = epoch + 1 == train.epochs
         for i in sorted(active):
             seed, replica_logs = seeds[i], _replica_logs(logs, names[i])
-            last_logs[i] = replica_logs
             if not math.isfinite(replica_logs["loss"]):
                 _record(histories[seed], sink, seed, epoch, replica_logs)
                 errors[seed] = (f"{NonFiniteLoss.__name__}: loss became "
@@ -167,28 +167,25 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
             if final_epoch or replicas[i].stop_training:
                 if stopper is not None:
                     stopper.on_train_end()  # restores this replica's best weights if asked
-                kept[i] = replicas[i].get_weights()
                 active.discard(i)
-                if not train.evaluate_test:
-                    _record(histories[seed], sink, seed, epoch, replica_logs)
+                if train.evaluate_test:
+                    deferred[i] = (epoch, replica_logs, replicas[i].get_weights())
                 else:
-                    last_logs[i] = {**replica_logs, "_epoch": epoch}
+                    _record(histories[seed], sink, seed, epoch, replica_logs)
             else:
                 _record(histories[seed], sink, seed, epoch, replica_logs)
         if not active:
             break
 
     if train.evaluate_test:
-        for i, weights in kept.items():
+        for i, (_, _, weights) in deferred.items():
             replicas[i].set_weights(weights)
         test_rows = np.stack([s.test for s in splits], axis=1).astype("int32")
         tested = packed.evaluate(test_rows, targets(test_rows), batch_size=eval_batch,
                                  verbose=0, return_dict=True)
-        for i in kept:
-            logs = dict(last_logs[i])
-            epoch = logs.pop("_epoch")
-            logs.update({f"test_{k}": v for k, v in _replica_logs(tested, names[i]).items()})
-            _record(histories[seeds[i]], sink, seeds[i], epoch, logs)
+        for i, (epoch, logs, _) in deferred.items():
+            tests = {f"test_{k}": v for k, v in _replica_logs(tested, names[i]).items()}
+            _record(histories[seeds[i]], sink, seeds[i], epoch, {**logs, **tests})
     return histories, errors
 
 

@@ -10,7 +10,7 @@ export HPO_DATA_DIR ?= $(wildcard $(abspath ../shared/datasets))
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,jax,dashboard]'
+	$(PY) -m pip install -q -e '.[dev,jax,dashboard,postgres]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
                           "or the grid size)")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      dest="overrides", help="override a sweep-file key (value read as TOML)")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="worker processes on this machine sharing the study (default 1)")
+
+    worker = commands.add_parser(
+        "worker", help="join a sweep's study (another process or machine); no table at the end")
+    worker.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    storage_arg(worker, "the sweep's study.storage, else sqlite:///studies/<name>.db")
+    worker.add_argument("--n-trials", type=int, metavar="N",
+                        help="trials the study should hold (default: as hpo run)")
+    worker.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        dest="overrides")
+    worker.add_argument("--label", default="",
+                        help="prefix of this worker's progress lines (plain lines, no bar)")
 
     check = commands.add_parser("check", help="validate a sweep file and print its size")
     check.add_argument("sweep", type=Path)
@@ -89,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("run", "worker"):
+        # A scheduler's SIGTERM stops a sweep as Ctrl-C does: the run in flight is marked
+        # interrupted and the trial left for the next hpo run to resume.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = _COMMANDS[args.command](args)
     except HpoError as exc:
@@ -97,29 +115,88 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hpo: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("hpo: interrupted", file=sys.stderr)
+        print("hpo: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else (a lost database, a bug): one line unless --debug
+        if args.debug:
+            raise
+        reason = " ".join(str(exc).split())[:500]
+        print(f"hpo: error: {type(exc).__name__}: {reason} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
     return code or 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    import optuna
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    from hpo import progress
-    from hpo.runner import run_sweep
+
+def _sweep_args(args: argparse.Namespace):
     from hpo.sweep import load_sweep
-    from hpo.training.backend import import_keras_quietly
 
     sweep = load_sweep(args.sweep, args.overrides)
     if args.n_trials is not None and args.n_trials < 1:
         raise HpoError(f"--n-trials = {args.n_trials}: expected an integer >= 1")
+    return sweep
+
+
+def _run(args: argparse.Namespace) -> int:
+    sweep = _sweep_args(args)
+    if args.jobs < 1:
+        raise HpoError(f"--jobs = {args.jobs}: expected an integer >= 1")
+    url = args.storage or sweep.storage_url
+    if args.jobs == 1:
+        code = _work(args, sweep)
+    else:
+        code = _spawn_workers(args, sweep, url)
+    print(f"study {sweep.study.name} in {url}")
+    table = _show_table(url, sweep.study.name)
+    return code or table
+
+
+def _worker(args: argparse.Namespace) -> int:
+    return _work(args, _sweep_args(args))
+
+
+def _work(args: argparse.Namespace, sweep) -> int:
+    import optuna
+
+    from hpo import progress
+    from hpo.runner import run_sweep
+    from hpo.training.backend import import_keras_quietly
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import_keras_quietly()
-    study = run_sweep(sweep, storage=args.storage, n_trials=args.n_trials,
-                      progress=progress.for_stream())
-    url = args.storage or sweep.storage_url
-    print(f"study {study.study_name} in {url}")
-    return _show_table(url, study.study_name)
+    shown = (progress.LineProgress(label=args.label) if getattr(args, "label", "")
+             else progress.for_stream())
+    run_sweep(sweep, storage=args.storage, n_trials=args.n_trials, progress=shown)
+    return 0
+
+
+def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
+    """``hpo run --jobs N``: check the sweep and create its study here, then N ``hpo worker``
+    processes share it; their exit code is the worst of theirs."""
+    import subprocess
+
+    from hpo.runner import check_builder, load_data, prepare_study
+
+    check_builder(sweep, load_data(sweep))
+    prepare_study(sweep, url)
+    command = [sys.executable, "-m", "hpo", "worker", str(args.sweep), "--storage", url]
+    if args.n_trials is not None:
+        command += ["--n-trials", str(args.n_trials)]
+    for override in args.overrides:
+        command += ["--set", override]
+    workers = [subprocess.Popen([*command, "--label", f"w{i + 1}"]) for i in range(args.jobs)]
+    try:
+        codes = [w.wait() for w in workers]
+    except KeyboardInterrupt:  # Ctrl-C reached every worker too; SIGTERM only this process
+        for w in workers:
+            w.send_signal(signal.SIGINT)
+        for w in workers:
+            w.wait()
+        raise
+    return max(codes)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -305,7 +382,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "check": _check, "studies": _studies, "show": _show,
+_COMMANDS = {"run": _run, "worker": _worker, "check": _check, "studies": _studies, "show": _show,
              "compare": _compare, "plot": _plot, "export": _export, "dashboard": _dashboard}
 
 if __name__ == "__main__":

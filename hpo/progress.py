@@ -26,6 +26,7 @@ class Progress:
         self.trial_index = 0
         self.seed_index = 0
         self.epoch, self.epochs = 0, sweep.train.epochs
+        self.last_logs: dict[int, dict[str, float]] = {}
         self.started = time.monotonic()
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
@@ -38,6 +39,7 @@ class Progress:
 
     def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch, self.logs = epoch, dict(logs)
+        self.last_logs[seed] = self.logs  # packed seeds finish together: each shows its own
         self.done_epochs += 1
 
     def run_finished(self, seed: int, error: str | None) -> None:
@@ -45,6 +47,9 @@ class Progress:
 
     def trial_finished(self, number: int, summary: Summary) -> None:
         pass
+
+    def note(self, text: str) -> None:
+        """A one-line event: a resumed, pruned, failed or skipped trial."""
 
     def sweep_finished(self) -> None:
         pass
@@ -77,12 +82,14 @@ def _clock(seconds: float | None) -> str:
 class LineProgress(Progress):
     """Plain lines for logs and pipes: one per finished run, at most one per ``every_s`` else."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = 10.0) -> None:
+    def __init__(self, stream: TextIO | None = None, every_s: float = 10.0,
+                 label: str = "") -> None:
         self.stream = stream or sys.stdout
         self.every_s, self._last = every_s, 0.0
+        self.prefix = f"[{label}] " if label else ""  # which worker, when several share a log
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(self.prefix + text, file=self.stream, flush=True)
 
     def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
         super().sweep_started(sweep, remaining, finished)
@@ -109,12 +116,16 @@ class LineProgress(Progress):
         if error:
             outcome = f"FAILED: {error}"
         else:
-            outcome = f"{objective}={self.logs.get(objective, float('nan')):.4f}"
+            value = self.last_logs.get(seed, {}).get(objective, float("nan"))
+            outcome = f"{objective}={value:.4f}"
         self._print(f"  {self.position()} seed={seed} {outcome} ETA {_clock(self.eta_s)}")
 
     def trial_finished(self, number: int, summary: Summary) -> None:
         spread = f" ± {summary.std:.4f}" if summary.std is not None else ""
         self._print(f"trial #{number}: mean {summary.mean:.4f}{spread} (n={summary.n})")
+
+    def note(self, text: str) -> None:
+        self._print(text)
 
 
 class RichProgress(Progress):
@@ -158,6 +169,9 @@ class RichProgress(Progress):
     def trial_finished(self, number: int, summary: Summary) -> None:
         spread = f" ± {summary.std:.4f}" if summary.std is not None else ""
         self.bar.console.print(f"trial #{number}: mean {summary.mean:.4f}{spread} (n={summary.n})")
+
+    def note(self, text: str) -> None:
+        self.bar.console.print(text)
 
     def sweep_finished(self) -> None:
         self.bar.stop()

@@ -122,8 +122,12 @@ class Results:
 
     def trials(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
         """One row per trial: number, state, one column per param, n, mean, var, std, sem,
-        ci95_low, ci95_high, value. ``where`` keeps the trials with these param values."""
-        trials = self._study(study).get_trials(deepcopy=False)
+        ci95_low, ci95_high, value. ``where`` keeps the trials with these param values.
+
+        Trials that several workers' race put on an already-held grid point (marked
+        ``hpo.skipped``, never trained) are left out."""
+        trials = [t for t in self._study(study).get_trials(deepcopy=False)
+                  if "hpo.skipped" not in t.user_attrs]
         params = sorted({name for t in trials for name in t.params})
         rows = []
         for t in trials:

@@ -157,6 +157,21 @@ class SearchSpace(Mapping[str, Param]):
     def grid_size(self) -> int:
         return math.prod(len(p.values()) for p in self._params.values())
 
+    def edge_points(self) -> list[dict[str, Any]]:
+        """Configurations that between them hold every choice and both ends of every range,
+        the other parameters at their first value (what ``hpo`` builds before a sweep starts).
+
+        Example:
+            >>> space = SearchSpace.parse({"width": [2, 8, 256], "p": {"low": 0.0, "high": 0.5}})
+            >>> [(point["width"], point["p"]) for point in space.edge_points()]
+            [(2, 0.0), (8, 0.0), (256, 0.0), (2, 0.5)]
+        """
+        first = {name: p.values()[0] for name, p in self._params.items()}
+        points = [first]
+        for name, param in self._params.items():
+            points += [{**first, name: v} for v in param.values()[1:]]
+        return points
+
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Ask ``trial`` for one value of every parameter."""
         return {name: p.suggest(trial, name) for name, p in self._params.items()}

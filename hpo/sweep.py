@@ -45,6 +45,7 @@ from hpo.training.compile import (
 )
 
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
 # Samplers whose Optuna implementation needs a package beyond Optuna's own dependencies.
 _SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
 
@@ -100,6 +101,12 @@ class ProtocolSpec:
     repeats: int = 10
     seed: int = 0
     pack: bool | int = True
+    # Completed seeds a trial needs for a value; fewer (failed seeds) fail the trial.
+    min_repeats: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_repeats is None:
+            object.__setattr__(self, "min_repeats", self.repeats)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -113,6 +120,7 @@ class SearchSpec:
     sampler: str = "grid"
     n_trials: int | None = None
     seed: int | None = None
+    pruner: str = "none"
     space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
 
 
@@ -378,11 +386,13 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "repeats": (_integer(1), 10),
         "seed": (_integer(0), 0),
         "pack": (_pack, True),
+        "min_repeats": (_integer(1), None),
     },
     "search": {
         "sampler": (_sampler, "grid"),
         "n_trials": (_integer(1), None),
         "seed": (_integer(0), None),
+        "pruner": (_one_of(*PRUNERS), "none"),
     },
 }
 # Train keys that a search space may sample (metrics stay fixed for a study).
@@ -442,6 +452,9 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
     space = SearchSpace.parse(space_table)
     search = SearchSpec(space=space, **search_values)
 
+    if protocol.min_repeats > protocol.repeats:
+        raise _fail("protocol.min_repeats", protocol.min_repeats,
+                    f"an integer from 1 to protocol.repeats = {protocol.repeats}")
     _check_space(space, train)
     _check_search(search)
     _check_targets(train)
@@ -451,6 +464,10 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
             "study.objective", study.objective,
             "a history key of this sweep: " + ", ".join(sweep.history_keys),
         )
+    if search.pruner != "none" and study.objective.startswith("test_"):
+        raise _fail("search.pruner", search.pruner,
+                    f'"none" with study.objective = {study.objective!r} (measured once, after '
+                    "training, so there is no curve to prune on)")
     monitor = (train.early_stopping or {}).get("monitor")
     epoch_keys = [k for k in sweep.history_keys if not k.startswith("test_")]
     if monitor is not None and monitor not in epoch_keys:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A script the resume tests run in subprocesses; importing it here would hook this process.
+collect_ignore = ["kill_harness.py"]
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 if "HPO_DATA_DIR" not in os.environ and _SHARED.exists():
     os.environ["HPO_DATA_DIR"] = str(_SHARED)
@@ -49,6 +55,45 @@ def _require_data() -> None:
         pytest.fail("set HPO_DATA_DIR to a folder holding mnist.npz (e.g. ../shared/datasets)")
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server URL: ``$HPO_TEST_POSTGRES_URL`` (CI starts one), else a throw-away
+    server started here when Debian's postgresql is installed. Missing under CI is a failure."""
+    url = os.environ.get("HPO_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    script = Path(__file__).resolve().parents[1] / ".ci" / "postgres"
+    directory = tempfile.mkdtemp(prefix="hpo-test-pg-")  # in /tmp: the postgres user can enter
+    started = subprocess.run([str(script), "start", directory, str(55400 + os.getpid() % 90)],
+                             capture_output=True, text=True)
+    if started.returncode != 0:
+        message = f"no PostgreSQL server for the scale-out tests: {started.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run them: set HPO_TEST_POSTGRES_URL)")
+        pytest.skip(message)
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(script), "stop", directory], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str):
+    """A fresh database on the test server, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"hpo_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield sa.make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
@@ -83,3 +128,24 @@ def write_cifar10(directory: Path, n_train: int = 120, n_test: int = 40) -> dict
     }
     np.savez_compressed(directory / "cifar10.npz", **arrays)
     return arrays
+
+
+class CollectSink:
+    """A trainer's RunSink that keeps what it is told (trainers are tested without a database)."""
+
+    stopping = False
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[int, int, dict]] = []
+        self.errors: dict[int, str] = {}
+
+    def run_started(self, seed): pass
+
+    def epoch_finished(self, seed, epoch, logs):
+        self.epochs.append((seed, epoch, dict(logs)))
+
+    def epoch_ended(self, epoch): pass
+
+    def run_finished(self, seed, error):
+        if error:
+            self.errors[seed] = error

@@ -84,27 +84,64 @@ def test_a_study_with_other_settings_is_refused_and_left_unchanged(small_study):
     assert len(optuna.load_study(study_name="small", storage=url).trials) == 2
 
 
-def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, sqlite_url):
-    (tmp_path / "fragile.py").write_text(textwrap.dedent("""
-        from hpo.models.mlp import build as mlp
+# A user builder whose width-4 model outputs NaN for some seeds: hpo seeds numpy before each
+# run's build, so the draw is a function of the run's seed (0.549, 0.417, 0.436 for seeds 0-2).
+DIVERGING = textwrap.dedent("""
+    import keras
+    import numpy as np
+    from hpo.models.mlp import build as mlp
 
-        def build(input_shape, n_classes, width, **params):
-            if width == 4:
-                raise ValueError("width 4 is not supported by this builder")
-            return mlp(input_shape, n_classes, width=width, **params)
-    """))
+    def build(input_shape, n_classes, width, nan_below=1.0, **params):
+        model = mlp(input_shape, n_classes, width=width, **params)
+        if width == 4 and np.random.random() < nan_below:
+            nan = keras.layers.Lambda(lambda x: x * float("nan"))(model.output)
+            return keras.Model(model.input, nan)
+        return model
+""")
+
+
+@pytest.fixture
+def diverging(tmp_path, monkeypatch):
+    (tmp_path / "diverging.py").write_text(DIVERGING)
     monkeypatch.syspath_prepend(str(tmp_path))
-    sweep = parse_sweep(SMALL_SWEEP, ["model.builder='fragile:build'", "protocol.repeats=2",
-                                      "train.epochs=1"])
+    return ["model.builder='diverging:build'", "train.epochs=1"]
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_a_diverged_run_is_recorded_failed_and_the_sweep_goes_on(diverging, sqlite_url, pack):
+    sweep = parse_sweep(SMALL_SWEEP, [*diverging, f"protocol.pack={str(pack).lower()}"])
     study = run_sweep(sweep, storage=sqlite_url)
     states = {t.params["width"]: t.state for t in study.trials}
     assert states == {4: optuna.trial.TrialState.FAIL, 16: optuna.trial.TrialState.COMPLETE}
+    failed_trial = next(t for t in study.trials if t.params["width"] == 4)
+    assert failed_trial.user_attrs["failed_seeds"] == [0, 1, 2]
+    assert failed_trial.user_attrs["error"].startswith("NonFiniteLoss")
     with Results(sqlite_url) as r:
         runs = r.runs("small")
     failed = runs[runs["state"] == "FAIL"]
-    assert len(failed) == 2 and len(runs) == 4
-    assert failed["error"].str.contains("ValueError: width 4 is not supported").all()
-    assert (failed["epochs"] == 0).all()
+    assert len(failed) == 3 and len(runs) == 6
+    assert failed["error"].str.contains("NonFiniteLoss: loss became nan in epoch 1").all()
+    assert (failed["epochs"] == 1).all()  # the diverged epoch is recorded
+
+
+def test_min_repeats_lets_a_trial_stand_on_its_completed_seeds(diverging, sqlite_url):
+    strict = parse_sweep(SMALL_SWEEP, [*diverging, "model.nan_below=0.5",
+                                       "search.space.width=[4]"])
+    study = run_sweep(strict, storage=sqlite_url)
+    narrow = next(t for t in study.trials if t.params["width"] == 4)
+    assert narrow.state == optuna.trial.TrialState.FAIL  # default: every seed must complete
+    assert narrow.user_attrs["failed_seeds"] == [1, 2]
+    lenient = parse_sweep(SMALL_SWEEP, [*diverging, "model.nan_below=0.5",
+                                        "search.space.width=[4]", "protocol.min_repeats=1",
+                                        "study.name='lenient'"])
+    study = run_sweep(lenient, storage=sqlite_url)
+    narrow = next(t for t in study.trials if t.params["width"] == 4)
+    assert narrow.state == optuna.trial.TrialState.COMPLETE
+    assert narrow.user_attrs["n"] == 1 and narrow.user_attrs["failed_seeds"] == [1, 2]
+    with Results(sqlite_url) as r:
+        runs = r.runs("lenient")
+    seed0 = runs[(runs["trial"] == narrow.number) & (runs["seed"] == 0)]
+    assert narrow.value == pytest.approx(seed0["val_accuracy"].item())
 
 
 def test_results_reject_an_unknown_study(small_study):

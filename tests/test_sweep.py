@@ -149,3 +149,13 @@ def test_a_dataset_that_cannot_be_loaded_is_one_line_and_writes_nothing(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.dataset = 'mnist': cannot load" in lines[0]
     assert not (tmp_path / "studies").exists()
+
+
+def test_sweep_values_are_data_never_evaluated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = "__import__('os').system('touch pwned')"
+    sweep = parse_sweep(SMALL_SWEEP, [f'study.name="{code}"', f'model.activation="{code}"'])
+    assert sweep.study.name == code and sweep.model.params["activation"] == code
+    with pytest.raises(SweepError, match=r"train.optimizer = \"__import__"):
+        parse_sweep(SMALL_SWEEP, [f"train.optimizer={code}"])
+    assert not (tmp_path / "pwned").exists()

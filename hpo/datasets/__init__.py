@@ -4,7 +4,8 @@ This is the convention of ``keras.datasets``: ``x`` arrays of examples (any shap
 axis), ``y`` arrays of integer class labels 0..n_classes-1. hpo applies ``limit_*``, the validation
 choice and the target encoding (see :mod:`hpo.datasets.prepare`).
 
-Loaders read ``$HPO_DATA_DIR`` first (see :func:`data_dir`) and fall back to the real download.
+Loaders read ``$HPO_DATA_DIR`` when it is set (see :func:`offline_file`: a missing file there is
+an error, not a silent download) and otherwise use the real download.
 
 Example:
     >>> from hpo.datasets import loaders
@@ -36,3 +37,18 @@ def data_dir() -> Path | None:
     """The offline data directory ``$HPO_DATA_DIR``, or None when unset."""
     value = os.environ.get("HPO_DATA_DIR")
     return Path(value) if value else None
+
+
+def offline_file(*parts: str) -> Path | None:
+    """``$HPO_DATA_DIR/<parts>``, or None when HPO_DATA_DIR is unset (download instead).
+
+    Raises FileNotFoundError when the directory is set but lacks the file: an offline machine
+    would otherwise hang on a download.
+    """
+    directory = data_dir()
+    if directory is None:
+        return None
+    path = directory.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"no {path} (HPO_DATA_DIR={directory}; unset it to download)")
+    return path

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpo.datasets import data_dir
+from hpo.datasets import offline_file
 from hpo.datasets.mnist import scale_pixels
 
 
 def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``$HPO_DATA_DIR/cifar10.npz`` (keys x_train, y_train, x_test, y_test, as Keras returns
-    them: uint8 images (N, 32, 32, 3), labels (N, 1)) if present, else
+    them: uint8 images (N, 32, 32, 3), labels (N, 1)) when HPO_DATA_DIR is set, else
     ``keras.datasets.cifar10.load_data()``. Labels come back flattened to (N,)."""
-    directory = data_dir()
-    path = directory / "cifar10.npz" if directory else None
-    if path is not None and path.exists():
+    path = offline_file("cifar10.npz")
+    if path is not None:
         with np.load(path) as f:
             x_train, y_train, x_test, y_test = (f[k] for k in
                                                 ("x_train", "y_train", "x_test", "y_test"))

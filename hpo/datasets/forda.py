@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hpo.datasets import data_dir
+from hpo.datasets import offline_file
 
 URL = "https://raw.githubusercontent.com/hfawaz/cd-diagram/master/FordA/"
 FILES = ("FordA_TRAIN.tsv", "FordA_TEST.tsv")
 
 
 def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``$HPO_DATA_DIR/FordA/FordA_{TRAIN,TEST}.tsv`` if present, else downloaded once from
-    the example's URL and cached by ``keras.utils.get_file``."""
+    """``$HPO_DATA_DIR/FordA/FordA_{TRAIN,TEST}.tsv`` when HPO_DATA_DIR is set, else downloaded
+    once from the example's URL and cached by ``keras.utils.get_file``."""
     train, test = (read_ucr(_path(name)) for name in FILES)
     return train, test
 
@@ -34,9 +34,9 @@ def read_ucr(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _path(name: str) -> Path:
-    directory = data_dir()
-    if directory is not None and (directory / "FordA" / name).exists():
-        return directory / "FordA" / name
+    path = offline_file("FordA", name)
+    if path is not None:
+        return path
     import keras
 
     return Path(keras.utils.get_file(name, URL + name, cache_subdir="datasets/FordA"))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpo.datasets import data_dir
+from hpo.datasets import offline_file
 
 
 def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``$HPO_DATA_DIR/mnist.npz`` (Keras' format) if present, else ``keras.datasets.mnist``."""
-    directory = data_dir()
-    path = directory / "mnist.npz" if directory else None
-    if path is not None and path.exists():
+    """``$HPO_DATA_DIR/mnist.npz`` (Keras' format), else ``keras.datasets.mnist``."""
+    path = offline_file("mnist.npz")
+    if path is not None:
         with np.load(path) as f:
             (x_train, y_train), (x_test, y_test) = (
                 (f["x_train"], f["y_train"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,15 @@ from hpo.errors import SweepError
 from hpo.store.schema import create_tables
 
 SQLITE_BUSY_TIMEOUT_S = 60
+_CREATE_ATTEMPTS = 5
+
+
+def _lost_creation_race(exc: Exception) -> bool:
+    # Workers opening a new database together all create its tables; CREATE TABLE is not
+    # atomic with the existence check before it, so the losers see these errors and retry.
+    text = str(exc).lower()
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.ProgrammingError) or (
+        "already exists" in text or "duplicate key" in text)
 
 
 @sa.event.listens_for(Engine, "connect")
@@ -56,17 +66,26 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             elif not path.exists():
                 raise SweepError(f"storage {url!r}: no database file at {path}")
-        try:
-            engine = sa.create_engine(url, **_engine_kwargs(url))
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
-            )
-            if create:
-                create_tables(engine)
-        except (sa.exc.OperationalError, sa.exc.ArgumentError, ImportError) as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise SweepError(f"storage {url!r}: cannot open the database ({reason})") from exc
-        return cls(url, engine, storage)
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                engine = sa.create_engine(url, **_engine_kwargs(url))
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
+                )
+                if create:
+                    create_tables(engine)
+                return cls(url, engine, storage)
+            except (sa.exc.SQLAlchemyError, ImportError) as exc:
+                if _lost_creation_race(exc) and attempt + 1 < _CREATE_ATTEMPTS:
+                    time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables
+                    continue
+                if not isinstance(exc, (sa.exc.OperationalError, sa.exc.ArgumentError,
+                                        ImportError)):
+                    raise
+                reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                raise SweepError(
+                    f"storage {url!r}: cannot open the database ({reason})") from exc
+        raise AssertionError("unreachable")
 
     def table_names(self) -> list[str]:
         return sa.inspect(self.engine).get_table_names()

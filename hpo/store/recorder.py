@@ -9,6 +9,7 @@ import datetime
 import math
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -66,7 +67,7 @@ class Recorder:
         self.seconds += time.perf_counter() - began
 
     def finish_run(self, run_id: int, state: str, error: str | None = None) -> None:
-        """Mark a run COMPLETE or FAIL (with its reason) and store its wall time."""
+        """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time."""
         began = time.perf_counter()
         started = self._clock.pop(run_id, None)
         wall_s = began - started if started is not None else None
@@ -82,3 +83,42 @@ class Recorder:
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+class RecordedRun(NamedTuple):
+    """A finished run read back: its state, error and history ({metric: [value per epoch]})."""
+
+    seed: int
+    state: str
+    error: str | None
+    history: dict[str, list[float]]
+
+
+def finished_runs(engine: sa.Engine, trial_id: int) -> dict[int, RecordedRun]:
+    """The trial's COMPLETE and FAIL runs by seed, with their histories (NULL reads as NaN).
+
+    A resumed trial reuses them instead of training those seeds again.
+    """
+    with engine.connect() as conn:
+        runs = conn.execute(
+            sa.select(Run.run_id, Run.seed, Run.state, Run.error)
+            .where(Run.trial_id == trial_id, Run.state.in_(("COMPLETE", "FAIL")))
+        ).all()
+        rows = conn.execute(
+            sa.select(EpochMetric.run_id, EpochMetric.metric, EpochMetric.value)
+            .where(EpochMetric.run_id.in_([r.run_id for r in runs]))
+            .order_by(EpochMetric.run_id, EpochMetric.epoch)
+        ).all()
+    histories: dict[int, dict[str, list[float]]] = {r.run_id: {} for r in runs}
+    for run_id, metric, value in rows:
+        histories[run_id].setdefault(metric, []).append(math.nan if value is None else value)
+    return {r.seed: RecordedRun(r.seed, r.state, r.error, histories[r.run_id]) for r in runs}
+
+
+def interrupt_runs(engine: sa.Engine, trial_id: int) -> int:
+    """Mark the trial's RUNNING runs INTERRUPTED (Ctrl-C); return how many."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.update(Run).where(Run.trial_id == trial_id, Run.state == "RUNNING")
+            .values(state="INTERRUPTED", finished_at=_now())
+        ).rowcount

@@ -35,7 +35,8 @@ class Run(Base):
         sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), index=True
     )
     seed: Mapped[int]
-    state: Mapped[str] = mapped_column(sa.String(16))  # RUNNING | COMPLETE | FAIL
+    # RUNNING | COMPLETE | FAIL | PRUNED | INTERRUPTED (Ctrl-C: retrained when the trial resumes)
+    state: Mapped[str] = mapped_column(sa.String(16))
     started_at: Mapped[datetime.datetime]
     finished_at: Mapped[datetime.datetime | None]
     wall_s: Mapped[float | None]
@@ -54,6 +55,25 @@ class EpochMetric(Base):
     metric: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     # SQLite stores NaN as NULL: a NULL value is a non-finite metric (e.g. a diverged loss).
     value: Mapped[float | None] = mapped_column(sa.Float)
+
+
+class Lease(Base):
+    """Which worker process holds a trial, and when it last said it was alive.
+
+    A RUNNING trial whose holder stopped beating (or, on the same host, whose process is gone)
+    is stale: another ``hpo run`` or ``hpo worker`` claims it and completes it. The row stays
+    after the trial finishes: it records which machine ran the trial.
+    """
+
+    __tablename__ = "hpo_leases"
+
+    trial_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(sa.String(160))  # host:pid:token, unique per process
+    host: Mapped[str] = mapped_column(sa.String(128))
+    pid: Mapped[int]
+    heartbeat_at: Mapped[datetime.datetime]
 
 
 def _attr(key: str) -> str:
@@ -99,7 +119,9 @@ VIEWS = {
 
 def create_tables(engine: sa.Engine) -> None:
     """Create hpo's tables and views if missing (Optuna creates its own tables)."""
-    Base.metadata.create_all(engine, tables=[Run.__table__, EpochMetric.__table__])
+    Base.metadata.create_all(
+        engine, tables=[Run.__table__, EpochMetric.__table__, Lease.__table__]
+    )
     create = ("CREATE VIEW IF NOT EXISTS" if engine.dialect.name == "sqlite"
               else "CREATE OR REPLACE VIEW")
     with engine.begin() as conn:

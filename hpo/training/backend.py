@@ -6,6 +6,7 @@ TensorFlow is imported only when it is the backend, so hpo runs where only JAX i
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 
@@ -23,6 +24,8 @@ def import_keras_quietly() -> None:
         os.dup2(saved, 2)
         os.close(devnull)
         os.close(saved)
+    # TensorFlow's Python warnings (tf.function retracing: every run is a new model, by design).
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def seed_everything(seed: int) -> None:

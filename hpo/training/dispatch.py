@@ -25,6 +25,8 @@ def train(job: TrainingJob, seeds: Sequence[int], sink: RunSink,
     size = pack_size(pack, len(seeds), _count_params(job) if pack is True else 0)
     histories: dict[int, dict] = {}
     for start in range(0, len(seeds), size):
+        if sink.stopping:  # a pruned trial starts no more seeds
+            break
         chunk = seeds[start : start + size]
         trainer = train_packed if len(chunk) > 1 else train_seeds
         histories.update(trainer(job, chunk, sink))

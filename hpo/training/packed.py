@@ -174,7 +174,8 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
                     _record(histories[seed], sink, seed, epoch, replica_logs)
             else:
                 _record(histories[seed], sink, seed, epoch, replica_logs)
-        if not active:
+        sink.epoch_ended(epoch + 1)
+        if not active or sink.stopping:
             break
 
     if train.evaluate_test:

@@ -38,11 +38,19 @@ class TrainingJob:
 
 
 class RunSink(Protocol):
-    """Where a trainer reports; the runner implements it (recorder + progress display)."""
+    """Where a trainer reports; the runner implements it (recorder + progress display).
+
+    After ``epoch_ended`` the trainer checks ``stopping`` (a pruned trial): if set it ends its
+    runs there and starts no more.
+    """
+
+    stopping: bool
 
     def run_started(self, seed: int) -> None: ...
 
     def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None: ...
+
+    def epoch_ended(self, epoch: int) -> None: ...
 
     def run_finished(self, seed: int, error: str | None) -> None: ...
 
@@ -58,6 +66,8 @@ def train_seeds(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[i
     """
     histories = {}
     for seed in seeds:
+        if sink.stopping:
+            break
         sink.run_started(seed)
         try:
             histories[seed] = train_one(job, seed, sink)
@@ -144,6 +154,7 @@ def train_one(job: TrainingJob, seed: int, sink: RunSink) -> dict[str, list[floa
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         sink.epoch_finished(seed, epoch + 1, logs)
-        if last:
+        sink.epoch_ended(epoch + 1)
+        if last or sink.stopping:
             break
     return history

@@ -19,21 +19,7 @@ from hpo.training.dispatch import train
 from hpo.training.packed import build_packed, epoch_rows, pack_size, train_packed
 from hpo.training.solo import TrainingJob, seed_everything, train_seeds
 
-from conftest import SMALL_SWEEP
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.epochs, self.errors = [], {}
-
-    def run_started(self, seed): pass
-
-    def epoch_finished(self, seed, epoch, logs):
-        self.epochs.append((seed, epoch, dict(logs)))
-
-    def run_finished(self, seed, error):
-        if error:
-            self.errors[seed] = error
+from conftest import SMALL_SWEEP, CollectSink
 
 
 def make_job(*overrides, params=None):
@@ -63,8 +49,8 @@ def test_each_replica_gets_its_seeds_data_order():
 
 def test_first_step_losses_equal_the_solo_runs():
     job = make_job("data.limit_train=32", "train.epochs=1")  # one step of batch 32
-    solo = train_seeds(job, [0, 1, 2], Collect())
-    packed = train_packed(job, [0, 1, 2], Collect())
+    solo = train_seeds(job, [0, 1, 2], CollectSink())
+    packed = train_packed(job, [0, 1, 2], CollectSink())
     for seed in (0, 1, 2):
         assert packed[seed]["loss"][0] == pytest.approx(solo[seed]["loss"][0], rel=1e-6)
 
@@ -72,8 +58,8 @@ def test_first_step_losses_equal_the_solo_runs():
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_histories_agree_after_several_epochs(dropout):
     job = make_job("train.epochs=3", params={"dropout": dropout})
-    solo = train_seeds(job, [0, 1, 2], Collect())
-    packed = train_packed(job, [0, 1, 2], Collect())
+    solo = train_seeds(job, [0, 1, 2], CollectSink())
+    packed = train_packed(job, [0, 1, 2], CollectSink())
     for seed in (0, 1, 2):
         assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
         assert packed[seed]["val_accuracy"] == solo[seed]["val_accuracy"]
@@ -83,8 +69,8 @@ def test_histories_agree_after_several_epochs(dropout):
 def test_ten_seeds_packed_and_solo_agree_within_their_cis():
     job = make_job("train.epochs=2", "data.limit_train=200")
     seeds = list(range(10))
-    solo = train(job, seeds, Collect(), pack=False)
-    packed = train(job, seeds, Collect(), pack=True)
+    solo = train(job, seeds, CollectSink(), pack=False)
+    packed = train(job, seeds, CollectSink(), pack=True)
     a = summarize([solo[s]["val_accuracy"][-1] for s in seeds])
     b = summarize([packed[s]["val_accuracy"][-1] for s in seeds])
     assert a.ci95_low <= b.mean <= a.ci95_high and b.ci95_low <= a.mean <= b.ci95_high
@@ -99,8 +85,8 @@ def test_per_replica_early_stopping_matches_solo():
                    "train.early_stopping={monitor='val_loss', patience=1, "
                    "restore_best_weights=true}")
     seeds = [0, 1, 2, 3]
-    solo = train_seeds(job, seeds, Collect())
-    packed = train_packed(job, seeds, Collect())
+    solo = train_seeds(job, seeds, CollectSink())
+    packed = train_packed(job, seeds, CollectSink())
     lengths = {s: len(solo[s]["loss"]) for s in seeds}
     assert {s: len(packed[s]["loss"]) for s in seeds} == lengths
     assert len(set(lengths.values())) > 1, "the seeds should stop at different epochs"
@@ -112,7 +98,7 @@ def test_per_replica_early_stopping_matches_solo():
 def test_a_broken_builder_fails_every_replica_with_its_reason():
     job = make_job()
     bad = TrainingJob(lambda *a, **k: "not a model", {}, job.train, job.data)
-    sink = Collect()
+    sink = CollectSink()
     assert train_packed(bad, [0, 1], sink) == {}
     assert all("not a keras.Model" in e for e in sink.errors.values()) and len(sink.errors) == 2
 

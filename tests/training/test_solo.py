@@ -9,19 +9,7 @@ from hpo.runner import load_data
 from hpo.sweep import parse_sweep
 from hpo.training.solo import TrainingJob, train_one
 
-from conftest import SMALL_SWEEP
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.epochs: list[tuple[int, int, dict]] = []
-
-    def run_started(self, seed): pass
-
-    def epoch_finished(self, seed, epoch, logs):
-        self.epochs.append((seed, epoch, dict(logs)))
-
-    def run_finished(self, seed, error): pass
+from conftest import SMALL_SWEEP, CollectSink
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +19,14 @@ def job():
 
 
 def test_same_seed_same_history_other_seed_other_history(job):
-    first, again, other = (train_one(job, seed, Collect()) for seed in (5, 5, 6))
+    first, again, other = (train_one(job, seed, CollectSink()) for seed in (5, 5, 6))
     assert first == again
     assert first["loss"] != other["loss"]
     assert len(first["val_accuracy"]) == 3
 
 
 def test_each_epoch_is_reported_in_order(job):
-    sink = Collect()
+    sink = CollectSink()
     history = train_one(job, 1, sink)
     assert [e for _, e, _ in sink.epochs] == [1, 2, 3]
     assert [logs["loss"] for _, _, logs in sink.epochs] == history["loss"]
@@ -47,4 +35,4 @@ def test_each_epoch_is_reported_in_order(job):
 def test_a_builder_that_returns_no_model_fails_the_run(job):
     bad = TrainingJob(lambda *a, **k: "not a model", {}, job.train, job.data)
     with pytest.raises(TypeError, match="not a keras.Model"):
-        train_one(bad, 0, Collect())
+        train_one(bad, 0, CollectSink())

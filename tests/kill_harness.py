@@ -1,0 +1,74 @@
+"""Runs the ``hpo`` command and kills its own process at a chosen point (a test helper).
+
+``HPO_KILL_AT=POINT:N`` picks the N-th occurrence (counted from this process's start) of:
+
+- ``epoch``: an epoch's metrics committed; SIGKILL 50 ms later, while the next epoch trains
+- ``epoch-write``: an epoch's INSERT executed but not committed (a database write in flight)
+- ``run-end``: a run's end committed; SIGKILL before the next statement (between seeds)
+- ``trial-end``: Optuna's COMPLETE state of a trial committed; SIGKILL before the next
+  statement (between trials)
+- ``interrupt``: like ``epoch`` but SIGINT (Ctrl-C) instead of SIGKILL
+
+The kill is real (the kernel ends the process, nothing is flushed); the hooks only choose when.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+POINT, _, COUNT = os.environ["HPO_KILL_AT"].partition(":")
+COUNT = int(COUNT)
+seen = 0
+armed = False  # kill at the next statement: the commit that armed it has completed
+
+
+def _kill(sig: int = signal.SIGKILL) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def _count() -> bool:
+    global seen
+    seen += 1
+    return seen == COUNT
+
+
+@sa.event.listens_for(Engine, "before_cursor_execute")
+def _before(conn, cursor, statement, parameters, context, executemany):
+    if armed:
+        _kill()
+
+
+@sa.event.listens_for(Engine, "after_cursor_execute")
+def _after(conn, cursor, statement, parameters, context, executemany):
+    text = " ".join(statement.split()).upper()
+    if text.startswith("INSERT INTO HPO_EPOCHS"):
+        if POINT == "epoch-write" and _count():
+            _kill()
+        conn.info["epoch"] = True
+    elif text.startswith("UPDATE HPO_RUNS SET STATE"):
+        conn.info["run-end"] = True
+    elif text.startswith("UPDATE TRIALS SET STATE") and "COMPLETE" in repr(parameters):
+        conn.info["trial-end"] = True
+
+
+@sa.event.listens_for(Engine, "commit")
+def _commit(conn):
+    global armed
+    marks = {key for key in ("epoch", "run-end", "trial-end") if conn.info.pop(key, False)}
+    if POINT in ("epoch", "interrupt") and "epoch" in marks and _count():
+        sig = signal.SIGINT if POINT == "interrupt" else signal.SIGKILL
+        threading.Timer(0.05, _kill, (sig,)).start()
+    elif POINT in marks and _count():
+        armed = True
+
+
+if __name__ == "__main__":
+    from hpo.cli import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""The bad-input catalogue: each mistake is one line naming it, exit 2, and no database change.
+
+Every case runs the real ``hpo`` command line (in this process, for speed) on a copy of the small
+sweep. Where a study already exists, its database must read the same afterwards (SQL dump); else
+no database file may appear.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+
+import pytest
+
+from hpo.cli import main
+from hpo.runner import prepare_study
+from hpo.sweep import parse_sweep
+
+from conftest import SMALL_SWEEP
+
+BUILDERS = textwrap.dedent("""
+    def raises(input_shape, n_classes, **params):
+        raise RuntimeError("this builder is broken")
+
+    def not_a_model(input_shape, n_classes, **params):
+        return "a string"
+""")
+
+# (case id, sweep file text or None for the small sweep, extra arguments, expected in the line)
+CASES = [
+    ("malformed-toml", "[study\nname = 'x'", [], "not valid TOML"),
+    ("unknown-section", SMALL_SWEEP + "\n[trainer]\nepochs = 3\n", [],
+     "[trainer]: unknown section"),
+    ("unknown-key", None, ["--set", "train.epoch=3"], "train.epoch: unknown key"),
+    ("missing-direction", SMALL_SWEEP.replace('direction = "maximize"\n', ""), [],
+     "study.direction: missing"),
+    ("bad-direction", None, ["--set", "study.direction='up'"], "one of maximize, minimize"),
+    ("epochs-type", None, ["--set", "train.epochs='ten'"], "train.epochs = 'ten'"),
+    ("epochs-zero", None, ["--set", "train.epochs=0"], "train.epochs = 0: expected an integer"),
+    ("batch-negative", None, ["--set", "train.batch_size=-1"], "train.batch_size = -1"),
+    ("width-zero", None, ["--set", "search.space.width=[0, 16]"], "'width': 0"),
+    ("range-reversed", None, ["--set", "search.space.width={low=256, high=2}", "--set",
+                              "search.sampler='random'", "--set", "search.n_trials=2"],
+     "low = 256 > high = 2"),
+    ("dropout-1.5", None, ["--set", "model.dropout=1.5"], "dropout = 1.5: expected 0 <= dropout"),
+    ("lr-zero", None, ["--set", "train.learning_rate=0"], "train.learning_rate = 0"),
+    ("lr-text", None, ["--set", "train.learning_rate='fast'"], "train.learning_rate = 'fast'"),
+    ("repeats-zero", None, ["--set", "protocol.repeats=0"], "protocol.repeats = 0"),
+    ("min-repeats-above", None, ["--set", "protocol.min_repeats=4"],
+     "protocol.min_repeats = 4: expected an integer from 1 to protocol.repeats = 3"),
+    ("pack-text", None, ["--set", "protocol.pack='yes'"], "protocol.pack = 'yes'"),
+    ("unknown-dataset", None, ["--set", "data.dataset='mnits'"], "data.dataset = 'mnits'"),
+    ("unknown-builder", None, ["--set", "model.builder='mpl'"], "model.builder = 'mpl'"),
+    ("builder-no-module", None, ["--set", "model.builder='nosuchmodule:build'"],
+     "model.builder = 'nosuchmodule:build'"),
+    ("builder-raises", None, ["--set", "model.builder='user_builders:raises'"],
+     "RuntimeError: this builder is broken"),
+    ("builder-not-model", None, ["--set", "model.builder='user_builders:not_a_model'"],
+     "it returned str; expected a keras.Model"),
+    ("unknown-optimizer", None, ["--set", "train.optimizer='adamw2'"],
+     "train.optimizer = 'adamw2'"),
+    ("unknown-loss", None, ["--set", "train.loss='hinge2'"], "train.loss = 'hinge2'"),
+    ("unknown-metric", None, ["--set", "train.metrics=['f1x']"], "train.metrics"),
+    ("unknown-sampler", None, ["--set", "search.sampler='bayes'"], "search.sampler = 'bayes'"),
+    ("unknown-pruner", None, ["--set", "search.pruner='mean'"], "search.pruner = 'mean'"),
+    ("pruner-on-test", None, ["--set", "search.pruner='median'", "--set",
+                              "train.evaluate_test=true", "--set",
+                              "study.objective='test_accuracy'"], "search.pruner = 'median'"),
+    ("objective-unknown", None, ["--set", "study.objective='val_f1'"],
+     "study.objective = 'val_f1'"),
+    ("grid-with-range", None, ["--set", "search.space.width={low=2, high=256}"],
+     "the grid sampler needs a list"),
+    ("monitor-unknown", None, ["--set", "train.early_stopping={monitor='val_f1'}"],
+     "train.early_stopping.monitor = 'val_f1'"),
+    ("set-bad-path", None, ["--set", "train.epochs.x=3"], "train.epochs is a value"),
+    ("set-no-value", None, ["--set", "train.epochs"], "expected section.key=value"),
+    ("set-bad-toml", None, ["--set", "train.epochs=[1,"], "train.epochs = '[1,'"),
+    ("n-trials-zero", None, ["--n-trials", "0"], "--n-trials = 0"),
+    ("jobs-zero", None, ["--jobs", "0"], "--jobs = 0"),
+    ("missing-data", None, ["ENV:HPO_DATA_DIR=empty"], "no "),
+    ("unreachable-storage", None,
+     ["--storage", "postgresql+psycopg://hpo@127.0.0.1:9/none"], "cannot open the database"),
+    ("unknown-dialect", None, ["--storage", "nosuchdb://x/y"], "storage 'nosuchdb://x/y'"),
+    ("other-direction", None, ["EXISTING", "--set", "study.direction='minimize'"],
+     "was created with 'maximize'"),
+    ("other-settings", None, ["EXISTING", "--set", "train.epochs=5"],
+     "train.epochs = 5: study 'small'"),
+]
+
+
+def dump(db) -> str:
+    with sqlite3.connect(db) as conn:
+        return "\n".join(conn.iterdump())
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    (tmp_path / "user_builders.py").write_text(BUILDERS)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)  # module:function builders import from the working directory
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_the_catalogue_has_thirty_cases():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize(("text", "args", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_no_change(workdir, monkeypatch, capsys, text, args,
+                                                   expected):
+    args = list(args)
+    sweep = workdir / "sweep.toml"
+    sweep.write_text(text or SMALL_SWEEP)
+    db = workdir / "study.db"
+    before = None
+    if "EXISTING" in args:
+        args = [a for a in args if a != "EXISTING"]
+        prepare_study(parse_sweep(SMALL_SWEEP), f"sqlite:///{db}")
+        before = dump(db)
+    for arg in [a for a in args if a.startswith("ENV:")]:
+        name, value = arg.removeprefix("ENV:").split("=")
+        monkeypatch.setenv(name, str(workdir / value))
+        args.remove(arg)
+    if "--storage" not in args:
+        args = [*args, "--storage", f"sqlite:///{db}"]
+    code = main(["run", str(sweep), *args])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("hpo: error: "), err
+    assert expected in lines[0]
+    assert "Traceback" not in err
+    if before is None:
+        assert not db.exists()
+    else:
+        assert dump(db) == before
+
+
+def test_debug_shows_the_traceback(workdir, sweep_file):
+    with pytest.raises(Exception, match="train.epochs = 0"):
+        main(["--debug", "run", str(sweep_file), "--set", "train.epochs=0"])
+
+
+def test_a_runtime_failure_is_one_line_and_exit_1(workdir, sweep_file, capsys, monkeypatch):
+    import hpo.runner
+
+    def lost(*args, **kwargs):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(hpo.runner, "Objective", lost)  # a failure after the study exists
+    code = main(["run", str(sweep_file), "--storage", f"sqlite:///{workdir / 'x.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == ["hpo: error: OSError: disk I/O error (--debug shows the "
+                                 "traceback)"]

@@ -55,3 +55,17 @@ def test_four_workers_share_one_sqlite_file(tmp_path, sweep_file):
 
 def test_four_workers_share_one_postgresql_database(postgres_url, sweep_file):
     assert_every_point_once(postgres_url, run_workers(sweep_file, postgres_url))
+
+
+def test_run_with_jobs_starts_workers_and_prints_the_table(tmp_path, sweep_file):
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "run", str(sweep_file), "--storage", url, "--jobs", "2",
+         "--set", "protocol.repeats=2", "--set", "train.epochs=1"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[w1]" in done.stdout and "[w2]" in done.stdout
+    assert "study small (maximize mean over seeds)" in done.stdout
+    with Results(url) as r:
+        trials = r.trials("small")
+    assert sorted(trials["width"]) == [4, 16] and (trials["n"] == 2).all()

@@ -175,14 +175,15 @@ def _work(args: argparse.Namespace, sweep) -> int:
 
 def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
     """``hpo run --jobs N``: check the sweep and create its study here, then N ``hpo worker``
-    processes share it; their exit code is the worst of theirs."""
+    processes share it; exit 2 if one refused its input, 1 if one failed otherwise."""
     import subprocess
 
     from hpo.runner import check_builder, load_data, prepare_study
 
     check_builder(sweep, load_data(sweep))
     prepare_study(sweep, url)
-    command = [sys.executable, "-m", "hpo", "worker", str(args.sweep), "--storage", url]
+    debug = ["--debug"] if args.debug else []
+    command = [sys.executable, "-m", "hpo", *debug, "worker", str(args.sweep), "--storage", url]
     if args.n_trials is not None:
         command += ["--n-trials", str(args.n_trials)]
     for override in args.overrides:
@@ -196,7 +197,8 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
         for w in workers:
             w.wait()
         raise
-    return max(codes)
+    failed = [code for code in codes if code]  # a worker killed by a signal has a negative code
+    return 0 if not failed else 2 if 2 in failed else 1
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from hpo.progress import NullProgress, Progress
 from hpo.protocol import mean_curve, reduce_history, summarize
 from hpo.store import Store
 from hpo.store.lease import Leases
-from hpo.store.recorder import Recorder, finished_runs, interrupt_runs
+from hpo.store.recorder import Recorder
 from hpo.sweep import Sweep
 from hpo.training.dispatch import train
 from hpo.training.solo import TrainingJob
@@ -88,7 +88,7 @@ def run_sweep(
         progress.sweep_started(sweep, max(0, target - finished), finished)
         try:
             while (trial := _next_trial(study, leases, target, progress)) is not None:
-                _run_trial(study, trial, objective, leases, store, progress)
+                _run_trial(study, trial, objective, leases, progress)
         finally:
             progress.sweep_finished()
         return study
@@ -131,7 +131,7 @@ def _next_trial(study: optuna.Study, leases: Leases, target: int,
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
-               leases: Leases, store: Store, progress: Progress) -> None:
+               leases: Leases, progress: Progress) -> None:
     """Run one trial under a heartbeat and tell Optuna how it ended.
 
     Ctrl-C (or any error of hpo itself) leaves the trial RUNNING with its lease released and
@@ -153,7 +153,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             progress.note(f"trial #{trial.number} failed: {exc}")
         except BaseException:
-            interrupt_runs(store.engine, trial._trial_id)
+            objective.recorder.interrupt_runs(trial._trial_id)
             leases.release(trial._trial_id)
             raise
         else:
@@ -343,7 +343,7 @@ class Objective:
         seeds = sweep.protocol.seeds
         trial.set_user_attr("seeds", list(seeds))
         self.progress.trial_started(trial.number, params)
-        reused = finished_runs(self.recorder.engine, trial._trial_id)
+        reused = self.recorder.finished_runs(trial._trial_id)
         if reused:
             self.progress.note(f"  reusing the finished runs of seeds {sorted(reused)}")
         objective, direction = sweep.study.objective, sweep.study.direction
@@ -374,7 +374,7 @@ class Objective:
         for key, value in summary.as_dict().items():
             trial.set_user_attr(key, value)
         if not objective.startswith("test_"):  # test_* is measured once, after training
-            reported = sink.reported_epochs()
+            reported = sink.reported
             for epoch, value in enumerate(mean_curve(curves), start=1):
                 if math.isfinite(value) and epoch not in reported:
                     trial.report(value, epoch)
@@ -398,14 +398,13 @@ class _TrialSink:
         self.errors: dict[int, str] = {}
         self.values: dict[int, dict[int, float]] = {}  # epoch -> seed -> objective value
         self.pruned_at: int | None = None
+        # Epochs already reported to Optuna (a resumed trial's before its kill): read once here,
+        # kept up to date below, so no epoch pays a database read.
+        self.reported = set(trial.study._storage.get_trial(trial._trial_id).intermediate_values)
 
     @property
     def stopping(self) -> bool:
         return self.pruned_at is not None
-
-    def reported_epochs(self) -> set[int]:
-        frozen = self.trial.study._storage.get_trial(self.trial._trial_id)
-        return set(frozen.intermediate_values)
 
     def run_started(self, seed: int) -> None:
         self.run_ids[seed] = self.recorder.start_run(self.trial._trial_id, seed)
@@ -420,9 +419,10 @@ class _TrialSink:
     def epoch_ended(self, epoch: int) -> None:
         """The trainer finished ``epoch`` for every seed it trains now: report, maybe prune."""
         values = [v for v in self.values.get(epoch, {}).values() if math.isfinite(v)]
-        if not values or epoch in self.reported_epochs():
+        if not values or epoch in self.reported:
             return
         self.trial.report(sum(values) / len(values), epoch)
+        self.reported.add(epoch)
         if self.trial.should_prune():
             self.pruned_at = epoch
 

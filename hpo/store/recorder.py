@@ -21,6 +21,15 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+class RecordedRun(NamedTuple):
+    """A finished run read back: its state, error and history ({metric: [value per epoch]})."""
+
+    seed: int
+    state: str
+    error: str | None
+    history: dict[str, list[float]]
+
+
 class Recorder:
     """Records runs into hpo's tables.
 
@@ -80,45 +89,35 @@ class Recorder:
         self.seconds += time.perf_counter() - began
 
 
+    def finished_runs(self, trial_id: int) -> dict[int, RecordedRun]:
+        """The trial's COMPLETE and FAIL runs by seed, with their histories (NULL reads as NaN).
+
+        A resumed trial reuses them instead of training those seeds again.
+        """
+        with self.engine.connect() as conn:
+            runs = conn.execute(
+                sa.select(Run.run_id, Run.seed, Run.state, Run.error)
+                .where(Run.trial_id == trial_id, Run.state.in_(("COMPLETE", "FAIL")))
+            ).all()
+            rows = conn.execute(
+                sa.select(EpochMetric.run_id, EpochMetric.metric, EpochMetric.value)
+                .where(EpochMetric.run_id.in_([r.run_id for r in runs]))
+                .order_by(EpochMetric.run_id, EpochMetric.epoch)
+            ).all()
+        histories: dict[int, dict[str, list[float]]] = {r.run_id: {} for r in runs}
+        for run_id, metric, value in rows:
+            histories[run_id].setdefault(metric, []).append(math.nan if value is None else value)
+        return {r.seed: RecordedRun(r.seed, r.state, r.error, histories[r.run_id]) for r in runs}
+
+    def interrupt_runs(self, trial_id: int) -> int:
+        """Mark the trial's RUNNING runs INTERRUPTED (Ctrl-C); return how many."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.update(Run).where(Run.trial_id == trial_id, Run.state == "RUNNING")
+                .values(state="INTERRUPTED", finished_at=_now())
+            ).rowcount
+
+
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-class RecordedRun(NamedTuple):
-    """A finished run read back: its state, error and history ({metric: [value per epoch]})."""
-
-    seed: int
-    state: str
-    error: str | None
-    history: dict[str, list[float]]
-
-
-def finished_runs(engine: sa.Engine, trial_id: int) -> dict[int, RecordedRun]:
-    """The trial's COMPLETE and FAIL runs by seed, with their histories (NULL reads as NaN).
-
-    A resumed trial reuses them instead of training those seeds again.
-    """
-    with engine.connect() as conn:
-        runs = conn.execute(
-            sa.select(Run.run_id, Run.seed, Run.state, Run.error)
-            .where(Run.trial_id == trial_id, Run.state.in_(("COMPLETE", "FAIL")))
-        ).all()
-        rows = conn.execute(
-            sa.select(EpochMetric.run_id, EpochMetric.metric, EpochMetric.value)
-            .where(EpochMetric.run_id.in_([r.run_id for r in runs]))
-            .order_by(EpochMetric.run_id, EpochMetric.epoch)
-        ).all()
-    histories: dict[int, dict[str, list[float]]] = {r.run_id: {} for r in runs}
-    for run_id, metric, value in rows:
-        histories[run_id].setdefault(metric, []).append(math.nan if value is None else value)
-    return {r.seed: RecordedRun(r.seed, r.state, r.error, histories[r.run_id]) for r in runs}
-
-
-def interrupt_runs(engine: sa.Engine, trial_id: int) -> int:
-    """Mark the trial's RUNNING runs INTERRUPTED (Ctrl-C); return how many."""
-    with engine.begin() as conn:
-        return conn.execute(
-            sa.update(Run).where(Run.trial_id == trial_id, Run.state == "RUNNING")
-            .values(state="INTERRUPTED", finished_at=_now())
-        ).rowcount

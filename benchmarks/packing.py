@@ -141,7 +141,7 @@ def main() -> None:
                 walls[name].append(timed(hpo_command(args, url, pack), env))
                 accuracies[name] = final_accuracies(url)
             print(f"repeat {repeat + 1}: {name}: {walls[name][-1]:.1f} s", flush=True)
-    book_tf, total_tf = bookkeeping(args, "tensorflow")
+    books = {backend: bookkeeping(args, backend.lower()) for backend in ("TensorFlow", "JAX")}
 
     median = {name: statistics.median(w) for name, w in walls.items()}
     first = "1 classroom loop (TensorFlow)"
@@ -171,9 +171,10 @@ def main() -> None:
     for seed in range(args.seeds):
         lines.append(f"| {seed} | " + " | ".join(f"{accuracies[n][seed]:.4f}" for n in variants)
                      + " |")
-    lines += ["", f"hpo's bookkeeping (database writes and Optuna, i.e. everything in the trial "
-              f"but training) in one packed TensorFlow trial: {book_tf:.2f} s of {total_tf:.1f} s "
-              f"= {100 * book_tf / total_tf:.2f} %.", ""]
+    lines += ["", "hpo's bookkeeping (database writes and Optuna, i.e. everything in the trial "
+              "but training) in one packed trial: " + "; ".join(
+                  f"{backend} {book:.2f} s of {total:.1f} s = {100 * book / total:.2f} %"
+                  for backend, (book, total) in books.items()) + ".", ""]
     text = "\n".join(lines) + "\n"
     if args.append and OUT.exists():
         text = OUT.read_text() + "\n" + text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 
 
 def import_keras_quietly() -> None:
@@ -33,7 +34,16 @@ def seed_everything(seed: int) -> None:
     import keras
 
     enable_determinism()
-    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    # Keras also seeds TensorFlow whenever it is installed, importing it (≈ 3 s) into a JAX or
+    # torch process that never uses it; a None entry makes that import fail, which Keras skips.
+    sys.modules["tensorflow"] = None
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        del sys.modules["tensorflow"]
 
 
 @functools.cache

@@ -1,21 +1,26 @@
-"""The packed trainer: a trial's seeded runs trained together, as replicas in one Keras model.
+"""The packed trainer: a trial's seeded runs trained together, as replicas of the user's model.
 
 Replica r is the user's model built under ``set_random_seed(seeds[r])`` (so its initial weights
 and its dropout seed are the solo run's), fed from one table of examples by an in-graph gather of
-its own per-epoch order (the solo run's order, :func:`hpo.protocol.epoch_order`). The model's loss
-is the sum of the replicas' losses, so each replica's gradient is exactly its own; optimizers
-update element-wise, so each replica also keeps its own optimizer state. Keras reports each
-output's loss and metrics, which become the replicas' histories.
+its own per-epoch order (the solo run's order, :func:`hpo.protocol.epoch_order`). Each replica's
+gradient is exactly its own and optimizers update element-wise, so each replica also keeps its own
+optimizer state; each replica's metrics become its run's history.
 
-Per-replica early stopping runs Keras' ``EarlyStopping`` on each replica's sub-model: a stopped
+How the replicas run together is a :class:`Pack`: on JAX, Keras' own train step vmapped over the
+replicas' stacked states and scanned over an epoch (:mod:`hpo.training.jax_pack`); on the other
+backends, one functional Keras model with a branch per replica whose loss is the sum of theirs
+(:class:`FunctionalPack`).
+
+Per-replica early stopping runs Keras' ``EarlyStopping`` on each replica's model: a stopped
 replica's history ends and its kept weights are put back before any test evaluation, while the
-packed model trains on as long as one replica does. A replica whose loss becomes NaN fails alone.
+pack trains on as long as one replica does. A replica whose loss becomes NaN fails alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -72,6 +77,77 @@ def train_packed(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[
     return {seed: h for seed, h in histories.items() if seed not in errors}
 
 
+def build_replicas(job: TrainingJob, seeds: Sequence[int]) -> list:
+    """One model per seed, each built right after ``set_random_seed(seed)`` as its solo run is."""
+    import keras
+
+    keras.backend.clear_session()
+    source, replicas = job.data, []
+    for i, seed in enumerate(seeds):
+        seed_everything(seed)  # the solo run's initial weights and dropout seed
+        model = job.build(source.input_shape, source.n_classes, **job.model_params)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
+        model.name = f"replica_{i}"  # builders name their models; names must be unique here
+        model.stop_training = False  # what EarlyStopping sets on the model it watches
+        replicas.append(model)
+    return replicas
+
+
+def epoch_rows(seeds: Sequence[int], splits: Sequence, epoch: int) -> np.ndarray:
+    """(n_train, R) example rows: column i is seed i's training order in ``epoch``."""
+    columns = [split.train[epoch_order(seed, epoch, len(split.train))]
+               for seed, split in zip(seeds, splits, strict=True)]
+    return np.stack(columns, axis=1).astype("int32")
+
+
+class Pack(Protocol):
+    """R replica models trained together; the backend-specific part of packing.
+
+    ``models[i]`` holds replica i's current weights after each epoch (EarlyStopping watches and
+    restores it); rows are (n, R) arrays of example rows, column i for replica i.
+    """
+
+    models: list
+
+    def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
+        """Train one epoch, validate; each replica's logs as its solo ``fit`` reports them."""
+        ...
+
+    def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
+        """Each replica's metrics on ``rows`` with its model's current weights."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
+    """The JAX fast path where it applies (:mod:`hpo.training.jax_pack`), else one Keras model."""
+    import keras
+
+    train = job.train
+    source = job.data
+    y = encode_targets(source.y, source.n_classes, uses_sparse_targets(train.loss))
+    x = source.x.astype("float32", copy=False)
+    val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
+    eval_batch = max(train.batch_size, EVAL_BATCH_SIZE)
+    models = build_replicas(job, seeds)
+    if keras.backend.backend() == "jax" and _same_structure(models):
+        from hpo.training.jax_pack import JaxPack
+
+        for model in models:
+            compile_model(model, train)
+            # What fit does first: create the optimizer and metric variables (train_step's state).
+            model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
+        return JaxPack(models, x, y, val_rows, train.batch_size, eval_batch)
+    return FunctionalPack(models, x, y, val_rows, train, len(splits[0].train))
+
+
+def _same_structure(models: Sequence) -> bool:
+    shapes = [[tuple(v.shape) for v in m.variables] for m in models]
+    return all(s == shapes[0] for s in shapes)
+
+
 def _example_table(values: np.ndarray):
     """A Keras layer holding every example as one non-trainable weight, gathered by row."""
     import keras
@@ -89,54 +165,61 @@ def _example_table(values: np.ndarray):
     return ExampleTable()
 
 
-def build_packed(job: TrainingJob, seeds: Sequence[int]):
-    """The packed model (input: a (batch, R) array of example rows) and its R replica models.
+class FunctionalPack:
+    """Any backend: the replicas as branches of one functional Keras model, trained by ``fit``.
 
-    Replica i is built right after ``set_random_seed(seeds[i])``, as the solo run is.
+    Input: a (batch, R) array of example rows; output ``r{i}`` is replica i on its column. The
+    loss is the sum of the outputs' losses, so each replica's gradient is exactly its own.
     """
-    import keras
 
-    keras.backend.clear_session()
-    source = job.data
-    names = [f"r{i}" for i in range(len(seeds))]
-    rows = keras.Input(shape=(len(seeds),), dtype="int32", name="rows")
-    table = _example_table(source.x.astype("float32", copy=False))
-    replicas, outputs = [], {}
-    for i, seed in enumerate(seeds):
-        seed_everything(seed)  # the solo run's initial weights and dropout seed
-        model = job.build(source.input_shape, source.n_classes, **job.model_params)
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
-        model.name = f"replica_{i}"  # builders name their models; names must be unique here
-        model.stop_training = False  # what EarlyStopping sets on the model it watches
-        replicas.append(model)
-        outputs[names[i]] = keras.layers.Identity(name=names[i])(model(table(rows[:, i])))
-    return keras.Model(rows, outputs, name="packed"), replicas, names
+    def __init__(self, models: list, x: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
+                 train, n_train: int) -> None:
+        import keras
 
+        self.models, self.y, self.train = models, y, train
+        self.names = [f"r{i}" for i in range(len(models))]
+        rows = keras.Input(shape=(len(models),), dtype="int32", name="rows")
+        table = _example_table(x)
+        outputs = {name: keras.layers.Identity(name=name)(model(table(rows[:, i])))
+                   for i, (name, model) in enumerate(zip(self.names, models, strict=True))}
+        self.model = keras.Model(rows, outputs, name="packed")
+        steps = -(-n_train // train.batch_size)
+        compile_model(self.model, train, steps_per_execution=min(STEPS_PER_EXECUTION, steps),
+                      outputs=self.names)
+        self.val = (val_rows, self._targets(val_rows))
+        self.eval_batch = max(train.batch_size, EVAL_BATCH_SIZE)
 
-def epoch_rows(seeds: Sequence[int], splits: Sequence, epoch: int) -> np.ndarray:
-    """(n_train, R) example rows: column i is seed i's training order in ``epoch``."""
-    columns = [split.train[epoch_order(seed, epoch, len(split.train))]
-               for seed, split in zip(seeds, splits, strict=True)]
-    return np.stack(columns, axis=1).astype("int32")
+    def _targets(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: self.y[rows[:, i]] for i, name in enumerate(self.names)}
+
+    def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
+        fitted = self.model.fit(rows, self._targets(rows), batch_size=self.train.batch_size,
+                                epochs=1, validation_data=self.val,
+                                validation_batch_size=self.eval_batch, shuffle=False, verbose=0)
+        logs = {k: float(np.asarray(v[-1])) for k, v in fitted.history.items()}
+        return [_replica_logs(logs, name) for name in self.names]
+
+    def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
+        tested = self.model.evaluate(rows, self._targets(rows), batch_size=self.eval_batch,
+                                     verbose=0, return_dict=True)
+        return [_replica_logs(tested, name) for name in self.names]
+
+    def close(self) -> None:
+        pass
 
 
 def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
-    source, train = job.data, job.train
-    splits = [source.split(seed) for seed in seeds]
-    sparse = uses_sparse_targets(train.loss)
-    y_all = encode_targets(source.y, source.n_classes, sparse)
-    packed, replicas, names = build_packed(job, seeds)
-    steps = -(-len(splits[0].train) // train.batch_size)
-    compile_model(packed, train, steps_per_execution=min(STEPS_PER_EXECUTION, steps),
-                  outputs=names)
+    train = job.train
+    splits = [job.data.split(seed) for seed in seeds]
+    pack = make_pack(job, seeds, splits)
+    try:
+        return _train_pack(pack, train, seeds, splits, sink)
+    finally:
+        pack.close()
 
-    def targets(index: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: y_all[index[:, i]] for i, name in enumerate(names)}
 
-    val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
-    val_targets = targets(val_rows)
-    eval_batch = max(train.batch_size, EVAL_BATCH_SIZE)
+def _train_pack(pack: Pack, train, seeds: list[int], splits: list, sink: RunSink):
+    replicas = pack.models
     stoppers = [early_stopping(train, model) for model in replicas]
     active = set(range(len(seeds)))
     # Replicas that stopped, with evaluate_test: (last epoch, its logs, the weights they keep),
@@ -146,15 +229,10 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
     errors: dict[int, str] = {}
 
     for epoch in range(train.epochs):
-        order = epoch_rows(seeds, splits, epoch)
-        fitted = packed.fit(order, targets(order), batch_size=train.batch_size,
-                            epochs=epoch + 1, initial_epoch=epoch,
-                            validation_data=(val_rows, val_targets),
-                            validation_batch_size=eval_batch, shuffle=False, verbose=0)
-        logs = {k: float(np.asarray(v[-1])) for k, v in fitted.history.items()}
+        logs = pack.fit_epoch(epoch_rows(seeds, splits, epoch))
         final_epoch = epoch + 1 == train.epochs
         for i in sorted(active):
-            seed, replica_logs = seeds[i], _replica_logs(logs, names[i])
+            seed, replica_logs = seeds[i], logs[i]
             if not math.isfinite(replica_logs["loss"]):
                 _record(histories[seed], sink, seed, epoch, replica_logs)
                 errors[seed] = (f"{NonFiniteLoss.__name__}: loss became "
@@ -181,11 +259,9 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
     if train.evaluate_test:
         for i, (_, _, weights) in deferred.items():
             replicas[i].set_weights(weights)
-        test_rows = np.stack([s.test for s in splits], axis=1).astype("int32")
-        tested = packed.evaluate(test_rows, targets(test_rows), batch_size=eval_batch,
-                                 verbose=0, return_dict=True)
+        tested = pack.evaluate(np.stack([s.test for s in splits], axis=1).astype("int32"))
         for i, (epoch, logs, _) in deferred.items():
-            tests = {f"test_{k}": v for k, v in _replica_logs(tested, names[i]).items()}
+            tests = {f"test_{k}": v for k, v in tested[i].items()}
             _record(histories[seeds[i]], sink, seeds[i], epoch, {**logs, **tests})
     return histories, errors
 

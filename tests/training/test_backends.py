@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,19 +17,30 @@ pytest.importorskip("jax", reason="the JAX backend test needs jax (pip install -
 def test_a_packed_sweep_on_the_jax_backend(tmp_path, sweep_file):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     url = f"sqlite:///{tmp_path / 'jax.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "hpo", "run", str(sweep_file), "--storage", url,
-         "--set", "train.epochs=2", "--set", "protocol.pack=true"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    # `hpo run` in a process that then says its backend and whether TensorFlow was imported.
+    code = ("import sys, keras; from hpo.cli import main; "
+            f"code = main(['run', {str(sweep_file)!r}, '--storage', {url!r}, "
+            "'--set', 'train.epochs=2', '--set', 'protocol.pack=true']); "
+            "print(keras.backend.backend(), 'tensorflow' in sys.modules); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    probe = subprocess.run(
-        [sys.executable, "-c", "import keras, hpo.training.packed; print(keras.backend.backend())"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert probe.stdout.strip() == "jax"
+    assert result.stdout.strip().splitlines()[-1] == "jax False"
     with Results(url) as r:
         runs, trials = r.runs("small"), r.trials("small")
     assert len(runs) == 6 and (runs["state"] == "COMPLETE").all()
     assert (trials["n"] == 3).all()
     assert trials["value"].between(0.15, 1.0).all()  # above chance (0.1)
+
+
+def test_packed_replicas_equal_solo_runs_on_the_jax_backend():
+    """The exactness tests of test_packed.py, run again on JAX (its own packed trainer)."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+         "tests/training/test_packed.py"],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout

@@ -1,9 +1,11 @@
 """Packed replicas are the solo runs with the same seeds: weights, data order, metrics.
 
 Tolerance: on one machine and backend, a replica computes the same operations on the same numbers
-as its solo run (the same gathered batch, the same kernels, element-wise optimizer updates), so the
-histories agree to float32 rounding; we assert 1e-5 relative on losses and equality of accuracies
-over a few epochs (measured: equal to all printed digits on TensorFlow's CPU kernels).
+as its solo run (the same gathered batch, element-wise optimizer updates), so the histories agree
+to float32 rounding; we assert 1e-5 relative on losses and 1e-6 on accuracies over a few epochs.
+Measured: equal to every digit on TensorFlow (the same kernels); on JAX the vmapped kernels round
+differently in the last bit (an accuracy of 43/100 came out 0.42999998 instead of 0.43000001).
+tests/training/test_backends.py runs this module again with KERAS_BACKEND=jax.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ from hpo.protocol import epoch_order, summarize
 from hpo.runner import load_data
 from hpo.sweep import parse_sweep
 from hpo.training.dispatch import train
-from hpo.training.packed import build_packed, epoch_rows, pack_size, train_packed
+from hpo.training.packed import (
+    build_replicas,
+    epoch_rows,
+    make_pack,
+    pack_size,
+    train_packed,
+)
 from hpo.training.solo import TrainingJob, seed_everything, train_seeds
 
-from conftest import SMALL_SWEEP, CollectSink
+from conftest import SMALL_SWEEP, CollectSink, write_cifar10
 
 
 def make_job(*overrides, params=None):
@@ -30,7 +38,7 @@ def make_job(*overrides, params=None):
 
 def test_replicas_start_from_the_solo_weights():
     job = make_job()
-    _, replicas, _ = build_packed(job, [3, 7])
+    replicas = build_replicas(job, [3, 7])
     for seed, replica in zip([3, 7], replicas, strict=True):
         seed_everything(seed)
         solo = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
@@ -62,7 +70,8 @@ def test_histories_agree_after_several_epochs(dropout):
     packed = train_packed(job, [0, 1, 2], CollectSink())
     for seed in (0, 1, 2):
         assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
-        assert packed[seed]["val_accuracy"] == solo[seed]["val_accuracy"]
+        # Accuracies move in steps of 1/100 here: 1e-6 still catches one flipped prediction.
+        assert packed[seed]["val_accuracy"] == pytest.approx(solo[seed]["val_accuracy"], rel=1e-6)
         assert set(packed[seed]) == set(solo[seed])
 
 
@@ -91,8 +100,56 @@ def test_per_replica_early_stopping_matches_solo():
     assert {s: len(packed[s]["loss"]) for s in seeds} == lengths
     assert len(set(lengths.values())) > 1, "the seeds should stop at different epochs"
     for s in seeds:
-        assert packed[s]["test_accuracy"] == solo[s]["test_accuracy"]
+        assert packed[s]["test_accuracy"] == pytest.approx(solo[s]["test_accuracy"], rel=1e-6)
         assert packed[s]["test_loss"] == pytest.approx(solo[s]["test_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("builder, dataset, params", [
+    ("cnn", "cifar10", {"batch_norm": True, "dropout": 0.3}),
+    ("transformer", "forda", {"head_size": 4, "num_heads": 2, "num_blocks": 1, "ff_dim": 4,
+                              "mlp_units": [8], "norm": "pre"}),
+])
+def test_the_shipped_builders_pack_like_their_solo_runs(tmp_path, monkeypatch, builder, dataset,
+                                                        params):
+    # Batch normalization's moving statistics and the dropout of attention and dense layers are
+    # per-replica state too. Learning rate 0.001: at 0.01 batch normalization over 32 random
+    # images amplifies JAX's last-bit rounding differences to 1 % within four steps.
+    if dataset == "cifar10":
+        write_cifar10(tmp_path, n_train=64, n_test=32)
+        monkeypatch.setenv("HPO_DATA_DIR", str(tmp_path))
+    sweep = parse_sweep(SMALL_SWEEP, [f"data.dataset='{dataset}'", "data.limit_train=64",
+                                      "data.limit_test=32", "train.epochs=2",
+                                      "train.learning_rate=0.001"])
+    job = TrainingJob(builders.resolve(builder), params, sweep.train, load_data(sweep))
+    solo = train_seeds(job, [0, 1], CollectSink())
+    packed = train_packed(job, [0, 1], CollectSink())
+    for seed in (0, 1):
+        assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
+        assert packed[seed]["val_loss"] == pytest.approx(solo[seed]["val_loss"], rel=1e-5)
+
+
+def test_the_backend_chooses_the_pack():
+    import keras
+
+    job = make_job()
+    pack = make_pack(job, [0, 1], [job.data.split(s) for s in (0, 1)])
+    try:
+        fast = keras.backend.backend() == "jax"
+        assert type(pack).__name__ == ("JaxPack" if fast else "FunctionalPack")
+    finally:
+        pack.close()
+
+
+def test_replicas_that_differ_in_structure_train_as_one_functional_model():
+    def uneven(input_shape, n_classes):  # width drawn from the seeded numpy state
+        return builders.resolve("mlp")(input_shape, n_classes, width=int(np.random.randint(4, 64)))
+
+    job = make_job("train.epochs=1")
+    job = TrainingJob(uneven, {}, job.train, job.data)
+    pack = make_pack(job, [0, 1], [job.data.split(s) for s in (0, 1)])
+    pack.close()
+    assert type(pack).__name__ == "FunctionalPack"
+    assert set(train_packed(job, [0, 1], CollectSink())) == {0, 1}
 
 
 def test_a_broken_builder_fails_every_replica_with_its_reason():

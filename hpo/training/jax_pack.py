@@ -1,0 +1,197 @@
+"""The JAX fast path of the packed trainer: Keras' own ``train_step``, vmapped and scanned.
+
+On the JAX backend Keras' ``train_step(state, data)`` is a pure function of the model's state
+(weights, optimizer slots, metric accumulators). Here the R replica models' states are stacked
+along a new leading axis and one replica's ``train_step`` is ``jax.vmap``-ed over it, so every
+replica runs exactly its solo step (its own weights, dropout seed state, optimizer state and
+metrics) on its own batch; ``jax.lax.scan`` runs a whole epoch of steps in one compiled call,
+with each replica's batch gathered on the device from one table of examples.
+
+Measured on a 2-core CPU (MNIST MLP, 10 replicas): one Python dispatch per epoch instead of one
+per step took an epoch from ≈ 4.6 s (Keras ``fit`` on the functional packed model) to ≈ 2.7 s.
+XLA runs such small steps on one core, so on a CPU the replicas are split into one group per core,
+each group's epoch run from its own thread (≈ 1.4 s per epoch on 2 cores). The table of examples
+is an argument of the compiled functions, never a captured constant: a 190 MB constant made XLA
+compile for 4 s instead of 0.6 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+class JaxPack:
+    """R replica models trained together on the JAX backend (see the module docstring).
+
+    ``models[i]`` holds replica i's weights after every :meth:`fit_epoch`, so that Keras'
+    ``EarlyStopping`` can watch and restore it; :meth:`evaluate` reads the weights back from
+    the models.
+    """
+
+    def __init__(self, models: Sequence, x: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
+                 batch_size: int, eval_batch_size: int) -> None:
+        import jax
+
+        self.models = list(models)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        if np.issubdtype(y.dtype, np.integer):
+            y = y.astype("int32")  # JAX's default integer width; int64 would be cut with a warning
+        self.table, self.targets = jax.device_put(x), jax.device_put(y)
+        self.val_rows = val_rows
+        self.groups = _groups(len(self.models), _parallel_groups())
+        model = self.models[0]
+        # One replica's steps, vmapped over the replica axis; the table is shared.
+        self._train = jax.jit(_epoch_function(model.train_step))
+        self._test = jax.jit(_epoch_function(model.test_step))
+        self._compiled: dict[tuple, object] = {}
+        self._states = [self._stack(group, optimizer=True) for group in self.groups]
+        self._pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
+
+    def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
+        """Train one epoch on ``rows`` ((n_train, R) example rows), then validate."""
+        batches = [_batches(rows[:, group], self.batch_size) for group in self.groups]
+        args = [(state, *batch, self.table, self.targets)
+                for state, batch in zip(self._states, batches, strict=True)]
+        results = self._run("train", self._train, args)
+        self._states = [state for state, _ in results]
+        self._sync_models()
+        logs = _per_replica([log for _, log in results])
+        val = self._evaluate_states([(s[0], s[1], s[3]) for s in self._states], self.val_rows)
+        return [{**t, **{f"val_{k}": v for k, v in vl.items()}}
+                for t, vl in zip(logs, val, strict=True)]
+
+    def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
+        """Each replica's metrics on ``rows`` ((n, R)) with its model's current weights."""
+        states = [self._stack(group, optimizer=False) for group in self.groups]
+        return self._evaluate_states(states, rows)
+
+    def _evaluate_states(self, states: list, rows: np.ndarray) -> list[dict[str, float]]:
+        batches = [_batches(rows[:, group], self.eval_batch_size) for group in self.groups]
+        args = [(state, *batch, self.table, self.targets)
+                for state, batch in zip(states, batches, strict=True)]
+        return _per_replica([log for _, log in self._run("test", self._test, args)])
+
+    def _run(self, kind: str, function, args: list) -> list:
+        """Call ``function`` once per group; compiled up front so threads only execute."""
+        import jax
+
+        calls = []
+        for arguments in args:
+            key = (kind, *(a.shape for a in jax.tree.leaves(arguments[1:3])))
+            if key not in self._compiled:
+                self._compiled[key] = function.lower(*arguments).compile()
+            calls.append((self._compiled[key], arguments))
+
+        def run(call):
+            compiled, arguments = call
+            return jax.block_until_ready(compiled(*arguments))
+
+        if self._pool is None:
+            return [run(call) for call in calls]
+        return list(self._pool.map(run, calls))
+
+    def _stack(self, group: Sequence[int], optimizer: bool) -> tuple:
+        """The stacked state of the replicas in ``group``, metrics reset."""
+        import jax.numpy as jnp
+
+        def stacked(attribute):
+            columns = zip(*([v.value for v in attribute(self.models[i])] for i in group),
+                          strict=True)
+            return [jnp.stack(column) for column in columns]
+
+        trainable = stacked(lambda m: m.trainable_variables)
+        non_trainable = stacked(lambda m: m.non_trainable_variables)
+        metrics = stacked(lambda m: m.metrics_variables)
+        if not optimizer:
+            return trainable, non_trainable, metrics
+        return trainable, non_trainable, stacked(lambda m: m.optimizer.variables), metrics
+
+    def _sync_models(self) -> None:
+        for group, state in zip(self.groups, self._states, strict=True):
+            trainable, non_trainable = state[0], state[1]
+            for j, i in enumerate(group):
+                model = self.models[i]
+                for variable, value in zip(model.trainable_variables, trainable, strict=True):
+                    variable.assign(value[j])
+                for variable, value in zip(model.non_trainable_variables, non_trainable,
+                                           strict=True):
+                    variable.assign(value[j])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _epoch_function(step):
+    """``(state, batches, tail, table, targets) -> (state, logs)`` for Keras' train/test step.
+
+    ``batches``: (steps, R, batch) example rows, scanned; ``tail``: (R, rest) rows of a last,
+    smaller batch, or None. The metrics start from zero (fresh accumulators are zeros for every
+    Keras metric); the logs are the replicas' metric results after the last batch, as ``fit``
+    and ``evaluate`` report them.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def replica_step(state, rows, table, targets):
+        logs, state = step(state, (jnp.take(table, rows, axis=0), jnp.take(targets, rows, axis=0)))
+        return state, logs
+
+    vstep = jax.vmap(replica_step, in_axes=(0, 0, None, None))
+
+    def epoch(state, batches, tail, table, targets):
+        metrics = [jnp.zeros_like(v) for v in state[-1]]
+        state = (*state[:-1], metrics)
+        state, logs = jax.lax.scan(lambda s, rows: vstep(s, rows, table, targets), state, batches)
+        logs = jax.tree.map(lambda v: v[-1], logs) if batches.shape[0] else None
+        if tail is not None:
+            state, logs = vstep(state, tail, table, targets)
+        return state, logs
+
+    return epoch
+
+
+def _batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, R) rows → ((steps, R, batch) full batches, (R, rest) last batch or None)."""
+    n, replicas = rows.shape
+    steps = n // batch_size
+    full = rows[: steps * batch_size].reshape(steps, batch_size, replicas).transpose(0, 2, 1)
+    tail = rows[steps * batch_size :].T if n % batch_size else None
+    return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
+
+
+def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
+    out = []
+    for logs in group_logs:
+        arrays = {k: np.asarray(v) for k, v in logs.items()}
+        size = len(next(iter(arrays.values())))
+        out.extend({k: float(v[j]) for k, v in arrays.items()} for j in range(size))
+    return out
+
+
+def _groups(replicas: int, parallel: int) -> list[list[int]]:
+    """Split replica indices into ``parallel`` contiguous groups of near-equal size.
+
+    Example:
+        >>> _groups(10, 2), _groups(3, 2), _groups(2, 4)
+        ([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1], [2]], [[0], [1]])
+    """
+    parallel = max(1, min(parallel, replicas))
+    bounds = np.linspace(0, replicas, parallel + 1).round().astype(int)
+    sizes = sorted(np.diff(bounds).tolist(), reverse=True)
+    starts = np.cumsum([0, *sizes])
+    return [list(range(s, s + n)) for s, n in zip(starts, sizes, strict=False)]
+
+
+def _parallel_groups() -> int:
+    """Groups to run at once: one per CPU core on the CPU, one on an accelerator."""
+    import os
+
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

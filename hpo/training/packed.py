@@ -130,22 +130,25 @@ def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
     y = encode_targets(source.y, source.n_classes, uses_sparse_targets(train.loss))
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
-    eval_batch = max(train.batch_size, EVAL_BATCH_SIZE)
     models = build_replicas(job, seeds)
-    if keras.backend.backend() == "jax" and _same_structure(models):
+    if keras.backend.backend() == "jax":
         from hpo.training.jax_pack import JaxPack
 
-        for model in models:
-            compile_model(model, train)
-            # What fit does first: create the optimizer and metric variables (train_step's state).
-            model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
-        return JaxPack(models, x, y, val_rows, train.batch_size, eval_batch)
+        return JaxPack(models, x, y, val_rows, train)
     return FunctionalPack(models, x, y, val_rows, train, len(splits[0].train))
 
 
-def _same_structure(models: Sequence) -> bool:
-    shapes = [[tuple(v.shape) for v in m.variables] for m in models]
-    return all(s == shapes[0] for s in shapes)
+def branches(models: Sequence, inputs, pick):
+    """One functional model with output ``r{i}`` = ``models[i](pick(inputs, i))``.
+
+    Returns the model and its output names.
+    """
+    import keras
+
+    names = [f"r{i}" for i in range(len(models))]
+    outputs = {name: keras.layers.Identity(name=name)(model(pick(inputs, i)))
+               for i, (name, model) in enumerate(zip(names, models, strict=True))}
+    return keras.Model(inputs, outputs, name="packed"), names
 
 
 def _example_table(values: np.ndarray):
@@ -177,12 +180,10 @@ class FunctionalPack:
         import keras
 
         self.models, self.y, self.train = models, y, train
-        self.names = [f"r{i}" for i in range(len(models))]
-        rows = keras.Input(shape=(len(models),), dtype="int32", name="rows")
         table = _example_table(x)
-        outputs = {name: keras.layers.Identity(name=name)(model(table(rows[:, i])))
-                   for i, (name, model) in enumerate(zip(self.names, models, strict=True))}
-        self.model = keras.Model(rows, outputs, name="packed")
+        self.model, self.names = branches(
+            models, keras.Input(shape=(len(models),), dtype="int32", name="rows"),
+            lambda rows, i: table(rows[:, i]))
         steps = -(-n_train // train.batch_size)
         compile_model(self.model, train, steps_per_execution=min(STEPS_PER_EXECUTION, steps),
                       outputs=self.names)
@@ -197,12 +198,12 @@ class FunctionalPack:
                                 epochs=1, validation_data=self.val,
                                 validation_batch_size=self.eval_batch, shuffle=False, verbose=0)
         logs = {k: float(np.asarray(v[-1])) for k, v in fitted.history.items()}
-        return [_replica_logs(logs, name) for name in self.names]
+        return [output_logs(logs, name) for name in self.names]
 
     def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
         tested = self.model.evaluate(rows, self._targets(rows), batch_size=self.eval_batch,
                                      verbose=0, return_dict=True)
-        return [_replica_logs(tested, name) for name in self.names]
+        return [output_logs(tested, name) for name in self.names]
 
     def close(self) -> None:
         pass
@@ -266,7 +267,7 @@ def _train_pack(pack: Pack, train, seeds: list[int], splits: list, sink: RunSink
     return histories, errors
 
 
-def _replica_logs(logs: dict[str, float], name: str) -> dict[str, float]:
+def output_logs(logs: dict[str, float], name: str) -> dict[str, float]:
     """Keras' per-output keys (``r3_replica_loss``, ``val_r3_accuracy``) → a solo run's keys.
 
     ``r3_loss`` (Keras' per-output loss tracker) is left out for ``r3_replica_loss``: see

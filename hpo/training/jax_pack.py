@@ -1,29 +1,23 @@
-"""The JAX fast path of the packed trainer: whole epochs of Keras' own train step, compiled.
+"""The JAX fast path of the packed trainer: Keras' own ``train_step``, vmapped and scanned.
 
 On the JAX backend Keras' ``train_step(state, data)`` is a pure function of the model's state
-(weights, optimizer slots, dropout seed states, metric accumulators), so ``jax.lax.scan`` can run
-it over every step of an epoch in one compiled call, each replica's batch gathered on the device
-from one table of examples. The replicas are split into groups, one per CPU core (one on an
-accelerator), each group's epoch run from its own thread; groups of one size share one compiled
-function. A group holds its replicas in one of two layouts:
+(weights, optimizer slots, dropout seed states, metric accumulators). Here the R replica models'
+states are stacked along a new leading axis and one replica's ``train_step`` is ``jax.vmap``-ed
+over it, so every replica runs its solo step (its own weights, dropout seed state, optimizer
+state and metrics) on its own batch; ``jax.lax.scan`` runs a whole epoch of steps in one compiled
+call, with each replica's batch gathered on the device from one table of examples.
 
-- **stacked** (:class:`Stacked`): one replica's ``train_step`` is ``jax.vmap``-ed over the
-  replicas' states stacked on a new leading axis, so XLA sees one batched program;
-- **branches** (:class:`Branches`): one functional model with a branch per replica and a loss that
-  is the sum of theirs (:func:`hpo.training.packed.branches`), each replica's arithmetic exactly
-  its solo run's.
+Measured on a 2-core CPU (full MNIST, 10 replicas of the assignment's MLP), per epoch: ≈ 4.6 s
+with Keras ``fit`` on the functional packed model (one Python dispatch per step), ≈ 2.7 s vmapped
+and scanned. XLA runs such small steps on one core, so on a CPU the replicas are split into one
+group per core, each group's epoch run from its own thread (≈ 1.4 s per epoch on 2 cores). The
+table of examples is an argument of the compiled functions, never a captured constant: a 190 MB
+constant made XLA compile for 4 s instead of 0.6 s.
 
-Stacked is used unless the replicas differ in their variables' shapes (a builder may draw its
-architecture from the seeded random state) or have a convolution layer: vmap turns convolutions
-into grouped convolutions, which XLA's CPU backend ran 4.4× slower than separate ones (the CNN
-benchmark: 518 s against 117 s).
-
-Measured on a 2-core CPU, full MNIST, 10 replicas of the assignment's MLP, per epoch: ≈ 4.6 s
-with Keras ``fit`` (one Python dispatch per step), ≈ 2.7 s stacked and scanned in one thread,
-≈ 1.4 s in two (XLA runs steps this small on one core), ≈ 1.9 s as branches in two; compiling
-the stacked epoch and evaluation took 1.5 s, the branches' 4.2 s. The table of examples is an
-argument of the compiled functions, never a captured constant: a 190 MB constant made XLA
-compile for 4 s instead of 0.6 s.
+Used only where it is faster (:func:`applies`): replicas with one set of variable shapes and no
+convolution layer. With convolutions XLA's CPU backend was much slower than Keras ``fit`` on the
+functional packed model (MNIST CNN, 10 replicas, one epoch on 10,000 examples: 518 s vmapped,
+422 s as a scanned functional model, 117 s with ``fit``).
 """
 
 from __future__ import annotations
@@ -33,76 +27,68 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hpo.training.compile import compile_model
-from hpo.training.packed import branches, output_logs
-from hpo.training.solo import EVAL_BATCH_SIZE
-
 
 class JaxPack:
     """R replica models trained together on the JAX backend (see the module docstring).
 
     ``models[i]`` holds replica i's weights after every :meth:`fit_epoch`, so that Keras'
-    ``EarlyStopping`` can watch and restore it; :meth:`evaluate` reads the weights from the models.
+    ``EarlyStopping`` can watch and restore it; :meth:`evaluate` reads the weights back from
+    the models.
     """
 
     def __init__(self, models: Sequence, x: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
-                 train) -> None:
+                 batch_size: int, eval_batch_size: int) -> None:
         import jax
 
         self.models = list(models)
-        self.batch_size = train.batch_size
-        self.eval_batch_size = max(train.batch_size, EVAL_BATCH_SIZE)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         if np.issubdtype(y.dtype, np.integer):
             y = y.astype("int32")  # JAX's default integer width; int64 would be cut with a warning
         self.table, self.targets = jax.device_put(x), jax.device_put(y)
         self.val_rows = val_rows
         self.groups = _groups(len(self.models), _parallel_groups())
-        shapes = {tuple(tuple(v.shape) for v in model.variables) for model in self.models}
-        stackable = len(shapes) == 1 and not any(map(_has_convolution, self.models))
-        layout = Stacked if stackable else Branches
-        self.layouts = [layout([self.models[i] for i in group], train, x, y)
-                        for group in self.groups]
-        self._functions: dict[tuple, object] = {}
-        self._states = [layout.state(optimizer=True) for layout in self.layouts]
+        model = self.models[0]
+        # One replica's steps, vmapped over the replica axis; the table is shared.
+        self._train = jax.jit(_epoch_function(model.train_step))
+        self._test = jax.jit(_epoch_function(model.test_step))
+        self._compiled: dict[tuple, object] = {}
+        self._states = [self._stack(group, optimizer=True) for group in self.groups]
         self._pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Train one epoch on ``rows`` ((n_train, R) example rows), then validate."""
-        results = self._run("train", self._states, rows, self.batch_size)
+        batches = [_batches(rows[:, group], self.batch_size) for group in self.groups]
+        args = [(state, *batch, self.table, self.targets)
+                for state, batch in zip(self._states, batches, strict=True)]
+        results = self._run("train", self._train, args)
         self._states = [state for state, _ in results]
-        for layout, state in zip(self.layouts, self._states, strict=True):
-            layout.assign(state)
-        logs = self._per_replica([log for _, log in results])
-        val = self._evaluate([(s[0], s[1], s[3]) for s in self._states], self.val_rows)
+        self._sync_models()
+        logs = _per_replica([log for _, log in results])
+        val = self._evaluate_states([(s[0], s[1], s[3]) for s in self._states], self.val_rows)
         return [{**t, **{f"val_{k}": v for k, v in vl.items()}}
                 for t, vl in zip(logs, val, strict=True)]
 
     def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Each replica's metrics on ``rows`` ((n, R)) with its model's current weights."""
-        return self._evaluate([layout.state(optimizer=False) for layout in self.layouts], rows)
+        states = [self._stack(group, optimizer=False) for group in self.groups]
+        return self._evaluate_states(states, rows)
 
-    def _evaluate(self, states: list, rows: np.ndarray) -> list[dict[str, float]]:
-        return self._per_replica([log for _, log in self._run("test", states, rows,
-                                                              self.eval_batch_size)])
+    def _evaluate_states(self, states: list, rows: np.ndarray) -> list[dict[str, float]]:
+        batches = [_batches(rows[:, group], self.eval_batch_size) for group in self.groups]
+        args = [(state, *batch, self.table, self.targets)
+                for state, batch in zip(states, batches, strict=True)]
+        return _per_replica([log for _, log in self._run("test", self._test, args)])
 
-    def _per_replica(self, group_logs: list) -> list[dict[str, float]]:
-        return [logs for layout, group in zip(self.layouts, group_logs, strict=True)
-                for logs in layout.logs(group)]
-
-    def _run(self, kind: str, states: list, rows: np.ndarray, batch_size: int) -> list:
-        """One epoch function call per group; compiled up front so that threads only execute."""
+    def _run(self, kind: str, function, args: list) -> list:
+        """Call ``function`` once per group; compiled up front so threads only execute."""
         import jax
 
         calls = []
-        for group, layout, state in zip(self.groups, self.layouts, states, strict=True):
-            arguments = (state, *_batches(rows[:, group], batch_size), self.table, self.targets)
-            # The step is stateless: groups of one size share the first such group's function.
+        for arguments in args:
             key = (kind, *(a.shape for a in jax.tree.leaves(arguments[1:3])))
-            if key not in self._functions:
-                step = layout.net.train_step if kind == "train" else layout.net.test_step
-                function = jax.jit(_epoch_function(layout.one_step(step)))
-                self._functions[key] = function.lower(*arguments).compile()
-            calls.append((self._functions[key], arguments))
+            if key not in self._compiled:
+                self._compiled[key] = function.lower(*arguments).compile()
+            calls.append((self._compiled[key], arguments))
 
         def run(call):
             compiled, arguments = call
@@ -112,93 +98,89 @@ class JaxPack:
             return [run(call) for call in calls]
         return list(self._pool.map(run, calls))
 
+    def _stack(self, group: Sequence[int], optimizer: bool) -> tuple:
+        """The stacked state of the replicas in ``group``, metrics reset."""
+        import jax.numpy as jnp
+
+        def stacked(attribute):
+            columns = zip(*([v.value for v in attribute(self.models[i])] for i in group),
+                          strict=True)
+            return [jnp.stack(column) for column in columns]
+
+        trainable = stacked(lambda m: m.trainable_variables)
+        non_trainable = stacked(lambda m: m.non_trainable_variables)
+        metrics = stacked(lambda m: m.metrics_variables)
+        if not optimizer:
+            return trainable, non_trainable, metrics
+        return trainable, non_trainable, stacked(lambda m: m.optimizer.variables), metrics
+
+    def _sync_models(self) -> None:
+        for group, state in zip(self.groups, self._states, strict=True):
+            trainable, non_trainable = state[0], state[1]
+            for j, i in enumerate(group):
+                model = self.models[i]
+                for variable, value in zip(model.trainable_variables, trainable, strict=True):
+                    variable.assign(value[j])
+                for variable, value in zip(model.non_trainable_variables, non_trainable,
+                                           strict=True):
+                    variable.assign(value[j])
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
 
 
-class Branches:
-    """A group of replicas as one functional model with a branch per replica."""
+def _epoch_function(step):
+    """``(state, batches, tail, table, targets) -> (state, logs)`` for Keras' train/test step.
 
-    def __init__(self, models: Sequence, train, x: np.ndarray, y: np.ndarray) -> None:
-        import keras
+    ``batches``: (steps, R, batch) example rows, scanned; ``tail``: (R, rest) rows of a last,
+    smaller batch, or None. The metrics start from zero (fresh accumulators are zeros for every
+    Keras metric); the logs are the replicas' metric results after the last batch, as ``fit``
+    and ``evaluate`` report them.
+    """
+    import jax
+    import jax.numpy as jnp
 
-        inputs = keras.Input(shape=(len(models), *x.shape[1:]))
-        self.net, self.names = branches(models, inputs, lambda batch, j: batch[:, j])
-        compile_model(self.net, train, outputs=self.names)
-        # What fit does first: create the optimizer and metric variables (train_step's state).
-        batch = np.zeros((train.batch_size, len(models), *x.shape[1:]), x.dtype)
-        self.net._symbolic_build(data_batch=(
-            batch, {name: y[: train.batch_size] for name in self.names}, None))
+    def replica_step(state, rows, table, targets):
+        logs, state = step(state, (jnp.take(table, rows, axis=0), jnp.take(targets, rows, axis=0)))
+        return state, logs
 
-    def one_step(self, step):
-        """``step`` on the group's (batch, R) example rows."""
-        import jax.numpy as jnp
+    vstep = jax.vmap(replica_step, in_axes=(0, 0, None, None))
 
-        def one(state, rows, table, targets):
-            x = jnp.take(table, rows, axis=0)  # (batch, R, *example shape)
-            y = {name: jnp.take(targets, rows[:, j], axis=0) for j, name in enumerate(self.names)}
-            logs, state = step(state, (x, y))
-            return state, logs
+    def epoch(state, batches, tail, table, targets):
+        metrics = [jnp.zeros_like(v) for v in state[-1]]
+        state = (*state[:-1], metrics)
+        state, logs = jax.lax.scan(lambda s, rows: vstep(s, rows, table, targets), state, batches)
+        logs = jax.tree.map(lambda v: v[-1], logs) if batches.shape[0] else None
+        if tail is not None:
+            state, logs = vstep(state, tail, table, targets)
+        return state, logs
 
-        return one
-
-    def state(self, optimizer: bool) -> tuple:
-        return _state(self.net, optimizer)
-
-    def assign(self, state: tuple) -> None:
-        """Trained weights back into the net's variables, which are the replica models'."""
-        _assign(self.net, state)
-
-    def logs(self, logs: dict) -> list[dict[str, float]]:
-        logs = {k: float(np.asarray(v)) for k, v in logs.items()}
-        if len(self.names) == 1:  # Keras names a single output's metrics without its name
-            logs = {f"{self.names[0]}_{k}": v for k, v in logs.items()}
-        return [output_logs(logs, name) for name in self.names]
+    return epoch
 
 
-class Stacked:
-    """A group of replicas as their states stacked on a leading axis, one replica's step vmapped."""
+def _batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, R) rows → ((steps, R, batch) full batches, (R, rest) last batch or None)."""
+    n, replicas = rows.shape
+    steps = n // batch_size
+    full = rows[: steps * batch_size].reshape(steps, batch_size, replicas).transpose(0, 2, 1)
+    tail = rows[steps * batch_size :].T if n % batch_size else None
+    return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
 
-    def __init__(self, models: Sequence, train, x: np.ndarray, y: np.ndarray) -> None:
-        self.models = list(models)
-        for model in self.models:
-            compile_model(model, train)
-            # What fit does first: create the optimizer and metric variables (train_step's state).
-            model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
-        self.net = self.models[0]  # whose step is vmapped over every replica's state
 
-    def one_step(self, step):
-        """``step`` vmapped over the replicas; rows (batch, R), column j for replica j."""
-        import jax
-        import jax.numpy as jnp
-
-        def replica(state, rows, table, targets):
-            logs, state = step(state, (jnp.take(table, rows, axis=0),
-                                       jnp.take(targets, rows, axis=0)))
-            return state, logs
-
-        vmapped = jax.vmap(replica, in_axes=(0, 0, None, None))
-
-        def one(state, rows, table, targets):
-            return vmapped(state, rows.T, table, targets)
-
-        return one
-
-    def state(self, optimizer: bool) -> tuple:
-        import jax.numpy as jnp
-
-        states = [_state(model, optimizer) for model in self.models]
-        return tuple([jnp.stack(column) for column in zip(*part, strict=True)]
-                     for part in zip(*states, strict=True))
-
-    def assign(self, state: tuple) -> None:
-        for j, model in enumerate(self.models):
-            _assign(model, tuple([value[j] for value in part] for part in state[:2]))
-
-    def logs(self, logs: dict) -> list[dict[str, float]]:
+def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
+    out = []
+    for logs in group_logs:
         arrays = {k: np.asarray(v) for k, v in logs.items()}
-        return [{k: float(v[j]) for k, v in arrays.items()} for j in range(len(self.models))]
+        size = len(next(iter(arrays.values())))
+        out.extend({k: float(v[j]) for k, v in arrays.items()} for j in range(size))
+    return out
+
+
+def applies(models: Sequence) -> bool:
+    """True for replicas of one architecture (same variable shapes) without convolutions."""
+    shapes = {tuple(tuple(v.shape) for v in model.variables) for model in models}
+    return len(shapes) == 1 and not any(map(_has_convolution, models))
 
 
 def _has_convolution(model) -> bool:
@@ -209,60 +191,9 @@ def _has_convolution(model) -> bool:
                     keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
                     keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
                     keras.layers.Conv3DTranspose)
-    return any(isinstance(layer, convolutions) or
-               (hasattr(layer, "layers") and _has_convolution(layer))
+    return any(isinstance(layer, convolutions)
+               or (hasattr(layer, "layers") and _has_convolution(layer))
                for layer in getattr(model, "layers", []))
-
-
-def _state(net, optimizer: bool) -> tuple:
-    """The net's state as Keras' train step (or, without optimizer, test step) takes it."""
-    values = [[v.value for v in variables] for variables in
-              (net.trainable_variables, net.non_trainable_variables)]
-    if optimizer:
-        values.append([v.value for v in net.optimizer.variables])
-    values.append([v.value for v in net.metrics_variables])
-    return tuple(values)
-
-
-def _assign(net, state: tuple) -> None:
-    """Put trained weights (``state[:2]``) back into the net's variables."""
-    for variables, values in zip((net.trainable_variables, net.non_trainable_variables),
-                                 state[:2], strict=True):
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
-
-
-def _epoch_function(one_step):
-    """``(state, batches, tail, table, targets) -> (state, logs)`` for one step function.
-
-    ``batches``: (steps, batch, R) example rows, scanned; ``tail``: (rest, R) rows of a last,
-    smaller batch, or None. The metrics start from zero (fresh accumulators are zeros for every
-    Keras metric); the logs are the metric results after the last batch, as ``fit`` and
-    ``evaluate`` report them.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    def epoch(state, batches, tail, table, targets):
-        metrics = [jnp.zeros_like(v) for v in state[-1]]
-        state = (*state[:-1], metrics)
-        state, logs = jax.lax.scan(lambda s, rows: one_step(s, rows, table, targets), state,
-                                   batches)
-        logs = jax.tree.map(lambda v: v[-1], logs) if batches.shape[0] else None
-        if tail is not None:
-            state, logs = one_step(state, tail, table, targets)
-        return state, logs
-
-    return epoch
-
-
-def _batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, R) rows → ((steps, batch, R) full batches, (rest, R) last batch or None)."""
-    n, replicas = rows.shape
-    steps = n // batch_size
-    full = rows[: steps * batch_size].reshape(steps, batch_size, replicas)
-    tail = rows[steps * batch_size :] if n % batch_size else None
-    return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
 
 
 def _groups(replicas: int, parallel: int) -> list[list[int]]:

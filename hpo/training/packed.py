@@ -132,9 +132,16 @@ def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
     models = build_replicas(job, seeds)
     if keras.backend.backend() == "jax":
-        from hpo.training.jax_pack import JaxPack
+        from hpo.training import jax_pack
 
-        return JaxPack(models, x, y, val_rows, train)
+        if jax_pack.applies(models):
+            for model in models:
+                compile_model(model, train)
+                # What fit does first: create the optimizer and metric variables (the state).
+                model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size],
+                                                  None))
+            return jax_pack.JaxPack(models, x, y, val_rows, train.batch_size,
+                                    max(train.batch_size, EVAL_BATCH_SIZE))
     return FunctionalPack(models, x, y, val_rows, train, len(splits[0].train))
 
 

@@ -140,9 +140,16 @@ def test_the_backend_chooses_the_pack():
         pack.close()
 
 
-def test_replicas_that_differ_in_structure_train_as_branches_of_one_model():
-    import keras
+def test_the_jax_fast_path_skips_convolutions_and_mixed_architectures():
+    from hpo.training.jax_pack import applies
 
+    mlp, cnn = builders.resolve("mlp"), builders.resolve("cnn")
+    assert applies([mlp((8,), 3, width=4), mlp((8,), 3, width=4)])
+    assert not applies([mlp((8,), 3, width=4), mlp((8,), 3, width=5)])
+    assert not applies([cnn((28, 28, 1), 10), cnn((28, 28, 1), 10)])
+
+
+def test_replicas_that_differ_in_structure_train_as_one_functional_model():
     def uneven(input_shape, n_classes):  # width drawn from the seeded numpy state
         return builders.resolve("mlp")(input_shape, n_classes, width=int(np.random.randint(4, 64)))
 
@@ -150,10 +157,7 @@ def test_replicas_that_differ_in_structure_train_as_branches_of_one_model():
     job = TrainingJob(uneven, {}, job.train, job.data)
     pack = make_pack(job, [0, 1, 2], [job.data.split(s) for s in (0, 1, 2)])
     pack.close()
-    if keras.backend.backend() == "jax":
-        assert {type(layout).__name__ for layout in pack.layouts} == {"Branches"}
-    else:
-        assert type(pack).__name__ == "FunctionalPack"
+    assert type(pack).__name__ == "FunctionalPack"
     packed = train_packed(job, [0, 1, 2], CollectSink())
     solo = train_seeds(job, [0, 1, 2], CollectSink())
     for seed in (0, 1, 2):

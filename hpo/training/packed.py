@@ -6,10 +6,10 @@ its own per-epoch order (the solo run's order, :func:`hpo.protocol.epoch_order`)
 gradient is exactly its own and optimizers update element-wise, so each replica also keeps its own
 optimizer state; each replica's metrics become its run's history.
 
-How the replicas run together is a :class:`Pack`: on JAX, Keras' own train step vmapped over the
-replicas' stacked states and scanned over an epoch (:mod:`hpo.training.jax_pack`); on the other
-backends, one functional Keras model with a branch per replica whose loss is the sum of theirs
-(:class:`FunctionalPack`).
+How the replicas run together is a :class:`Pack`: on JAX, for convolution-free replicas of one
+architecture, Keras' own train step vmapped over the replicas' stacked states and scanned over an
+epoch (:mod:`hpo.training.jax_pack`); otherwise one functional Keras model with a branch per
+replica whose loss is the sum of theirs, trained by ``fit`` (:class:`FunctionalPack`).
 
 Per-replica early stopping runs Keras' ``EarlyStopping`` on each replica's model: a stopped
 replica's history ends and its kept weights are put back before any test evaluation, while the

@@ -88,7 +88,6 @@ class Recorder:
             )
         self.seconds += time.perf_counter() - began
 
-
     def finished_runs(self, trial_id: int) -> dict[int, RecordedRun]:
         """The trial's COMPLETE and FAIL runs by seed, with their histories (NULL reads as NaN).
 

@@ -15,9 +15,10 @@ table of examples is an argument of the compiled functions, never a captured con
 constant made XLA compile for 4 s instead of 0.6 s.
 
 Used only where it is faster (:func:`applies`): replicas with one set of variable shapes and no
-convolution layer. With convolutions XLA's CPU backend was much slower than Keras ``fit`` on the
-functional packed model (MNIST CNN, 10 replicas, one epoch on 10,000 examples: 518 s vmapped,
-422 s as a scanned functional model, 117 s with ``fit``).
+convolution layer. With convolutions XLA's CPU backend was several times slower than Keras ``fit``
+on the functional packed model (MNIST CNN, 10 replicas, one epoch on 10,000 examples: 518 s
+vmapped, 422 s as a scanned functional model; 117 s with ``fit`` in an earlier session, when the
+classroom loop on the same data ran 1.35× faster than on the day of the other two).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from hpo.sweep import TrainSpec
+from hpo.training.compile import compile_model
+from hpo.training.solo import EVAL_BATCH_SIZE
 
 
 class JaxPack:
@@ -37,11 +42,16 @@ class JaxPack:
     """
 
     def __init__(self, models: Sequence, x: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
-                 batch_size: int, eval_batch_size: int) -> None:
+                 train: TrainSpec) -> None:
         import jax
 
         self.models = list(models)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.batch_size = train.batch_size
+        self.eval_batch_size = max(train.batch_size, EVAL_BATCH_SIZE)
+        for model in self.models:
+            compile_model(model, train)
+            # What fit does first: create the optimizer and metric variables (the step's state).
+            model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
         if np.issubdtype(y.dtype, np.integer):
             y = y.astype("int32")  # JAX's default integer width; int64 would be cut with a warning
         self.table, self.targets = jax.device_put(x), jax.device_put(y)

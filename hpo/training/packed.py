@@ -135,27 +135,8 @@ def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
         from hpo.training import jax_pack
 
         if jax_pack.applies(models):
-            for model in models:
-                compile_model(model, train)
-                # What fit does first: create the optimizer and metric variables (the state).
-                model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size],
-                                                  None))
-            return jax_pack.JaxPack(models, x, y, val_rows, train.batch_size,
-                                    max(train.batch_size, EVAL_BATCH_SIZE))
+            return jax_pack.JaxPack(models, x, y, val_rows, train)
     return FunctionalPack(models, x, y, val_rows, train, len(splits[0].train))
-
-
-def branches(models: Sequence, inputs, pick):
-    """One functional model with output ``r{i}`` = ``models[i](pick(inputs, i))``.
-
-    Returns the model and its output names.
-    """
-    import keras
-
-    names = [f"r{i}" for i in range(len(models))]
-    outputs = {name: keras.layers.Identity(name=name)(model(pick(inputs, i)))
-               for i, (name, model) in enumerate(zip(names, models, strict=True))}
-    return keras.Model(inputs, outputs, name="packed"), names
 
 
 def _example_table(values: np.ndarray):
@@ -187,10 +168,12 @@ class FunctionalPack:
         import keras
 
         self.models, self.y, self.train = models, y, train
+        self.names = [f"r{i}" for i in range(len(models))]
+        rows = keras.Input(shape=(len(models),), dtype="int32", name="rows")
         table = _example_table(x)
-        self.model, self.names = branches(
-            models, keras.Input(shape=(len(models),), dtype="int32", name="rows"),
-            lambda rows, i: table(rows[:, i]))
+        outputs = {name: keras.layers.Identity(name=name)(model(table(rows[:, i])))
+                   for i, (name, model) in enumerate(zip(self.names, models, strict=True))}
+        self.model = keras.Model(rows, outputs, name="packed")
         steps = -(-n_train // train.batch_size)
         compile_model(self.model, train, steps_per_execution=min(STEPS_PER_EXECUTION, steps),
                       outputs=self.names)
@@ -205,12 +188,12 @@ class FunctionalPack:
                                 epochs=1, validation_data=self.val,
                                 validation_batch_size=self.eval_batch, shuffle=False, verbose=0)
         logs = {k: float(np.asarray(v[-1])) for k, v in fitted.history.items()}
-        return [output_logs(logs, name) for name in self.names]
+        return [_replica_logs(logs, name) for name in self.names]
 
     def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
         tested = self.model.evaluate(rows, self._targets(rows), batch_size=self.eval_batch,
                                      verbose=0, return_dict=True)
-        return [output_logs(tested, name) for name in self.names]
+        return [_replica_logs(tested, name) for name in self.names]
 
     def close(self) -> None:
         pass
@@ -274,7 +257,7 @@ def _train_pack(pack: Pack, train, seeds: list[int], splits: list, sink: RunSink
     return histories, errors
 
 
-def output_logs(logs: dict[str, float], name: str) -> dict[str, float]:
+def _replica_logs(logs: dict[str, float], name: str) -> dict[str, float]:
     """Keras' per-output keys (``r3_replica_loss``, ``val_r3_accuracy``) → a solo run's keys.
 
     ``r3_loss`` (Keras' per-output loss tracker) is left out for ``r3_replica_loss``: see

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from hpo.sweep import TrainSpec
-from hpo.training.compile import compile_model
+from hpo.training.packed import cpu_cores, has_convolution, replica_groups, split_batches
 from hpo.training.solo import EVAL_BATCH_SIZE
 
 
@@ -48,15 +48,11 @@ class JaxPack:
         self.models = list(models)
         self.batch_size = train.batch_size
         self.eval_batch_size = max(train.batch_size, EVAL_BATCH_SIZE)
-        for model in self.models:
-            compile_model(model, train)
-            # What fit does first: create the optimizer and metric variables (the step's state).
-            model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
         if np.issubdtype(y.dtype, np.integer):
             y = y.astype("int32")  # JAX's default integer width; int64 would be cut with a warning
         self.table, self.targets = jax.device_put(x), jax.device_put(y)
         self.val_rows = val_rows
-        self.groups = _groups(len(self.models), _parallel_groups())
+        self.groups = replica_groups(len(self.models), _parallel_groups())
         model = self.models[0]
         # One replica's steps, vmapped over the replica axis; the table is shared.
         self._train = jax.jit(_epoch_function(model.train_step))
@@ -67,7 +63,7 @@ class JaxPack:
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Train one epoch on ``rows`` ((n_train, R) example rows), then validate."""
-        batches = [_batches(rows[:, group], self.batch_size) for group in self.groups]
+        batches = [split_batches(rows[:, group], self.batch_size) for group in self.groups]
         args = [(state, *batch, self.table, self.targets)
                 for state, batch in zip(self._states, batches, strict=True)]
         results = self._run("train", self._train, args)
@@ -84,7 +80,7 @@ class JaxPack:
         return self._evaluate_states(states, rows)
 
     def _evaluate_states(self, states: list, rows: np.ndarray) -> list[dict[str, float]]:
-        batches = [_batches(rows[:, group], self.eval_batch_size) for group in self.groups]
+        batches = [split_batches(rows[:, group], self.eval_batch_size) for group in self.groups]
         args = [(state, *batch, self.table, self.targets)
                 for state, batch in zip(states, batches, strict=True)]
         return _per_replica([log for _, log in self._run("test", self._test, args)])
@@ -169,15 +165,6 @@ def _epoch_function(step):
     return epoch
 
 
-def _batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, R) rows → ((steps, R, batch) full batches, (R, rest) last batch or None)."""
-    n, replicas = rows.shape
-    steps = n // batch_size
-    full = rows[: steps * batch_size].reshape(steps, batch_size, replicas).transpose(0, 2, 1)
-    tail = rows[steps * batch_size :].T if n % batch_size else None
-    return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
-
-
 def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
     out = []
     for logs in group_logs:
@@ -190,42 +177,11 @@ def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
 def applies(models: Sequence) -> bool:
     """True for replicas of one architecture (same variable shapes) without convolutions."""
     shapes = {tuple(tuple(v.shape) for v in model.variables) for model in models}
-    return len(shapes) == 1 and not any(map(_has_convolution, models))
-
-
-def _has_convolution(model) -> bool:
-    import keras
-
-    convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
-                    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
-                    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                    keras.layers.Conv3DTranspose)
-    return any(isinstance(layer, convolutions)
-               or (hasattr(layer, "layers") and _has_convolution(layer))
-               for layer in getattr(model, "layers", []))
-
-
-def _groups(replicas: int, parallel: int) -> list[list[int]]:
-    """Split replica indices into ``parallel`` contiguous groups of near-equal size.
-
-    Example:
-        >>> _groups(10, 2), _groups(3, 2), _groups(2, 4)
-        ([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1], [2]], [[0], [1]])
-    """
-    parallel = max(1, min(parallel, replicas))
-    bounds = np.linspace(0, replicas, parallel + 1).round().astype(int)
-    sizes = sorted(np.diff(bounds).tolist(), reverse=True)
-    starts = np.cumsum([0, *sizes])
-    return [list(range(s, s + n)) for s, n in zip(starts, sizes, strict=False)]
+    return len(shapes) == 1 and not any(map(has_convolution, models))
 
 
 def _parallel_groups() -> int:
     """Groups to run at once: one per CPU core on the CPU, one on an accelerator."""
-    import os
-
     import jax
 
-    if jax.default_backend() != "cpu":
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpu_cores() if jax.default_backend() == "cpu" else 1

@@ -6,10 +6,12 @@ its own per-epoch order (the solo run's order, :func:`hpo.protocol.epoch_order`)
 gradient is exactly its own and optimizers update element-wise, so each replica also keeps its own
 optimizer state; each replica's metrics become its run's history.
 
-How the replicas run together is a :class:`Pack`: on JAX, for convolution-free replicas of one
-architecture, Keras' own train step vmapped over the replicas' stacked states and scanned over an
-epoch (:mod:`hpo.training.jax_pack`); otherwise one functional Keras model with a branch per
-replica whose loss is the sum of theirs, trained by ``fit`` (:class:`FunctionalPack`).
+How the replicas run together is a :class:`Pack`. For convolution-free replicas a whole epoch is
+one XLA-compiled call of Keras' own train steps: on TensorFlow each replica's ``train_step`` in a
+compiled loop (:mod:`hpo.training.tf_pack`), on JAX one replica's ``train_step`` vmapped over the
+replicas' stacked states (:mod:`hpo.training.jax_pack`, replicas of one architecture). Otherwise
+one functional Keras model with a branch per replica whose loss is the sum of theirs, trained by
+``fit`` (:class:`FunctionalPack`).
 
 Per-replica early stopping runs Keras' ``EarlyStopping`` on each replica's model: a stopped
 replica's history ends and its kept weights are put back before any test evaluation, while the
@@ -122,7 +124,11 @@ class Pack(Protocol):
 
 
 def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
-    """The JAX fast path where it applies (:mod:`hpo.training.jax_pack`), else one Keras model."""
+    """The backend's fast path where it applies, else one functional Keras model.
+
+    TensorFlow: :class:`hpo.training.tf_pack.TfPack`; JAX: :class:`hpo.training.jax_pack.JaxPack`;
+    both for convolution-free replicas (JAX: of one architecture), see their ``applies``.
+    """
     import keras
 
     train = job.train
@@ -131,12 +137,92 @@ def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
     models = build_replicas(job, seeds)
+    if keras.backend.backend() == "tensorflow":
+        from hpo.training import tf_pack
+
+        if tf_pack.applies(models):
+            prepare_replicas(models, x, y, train)
+            return tf_pack.TfPack(models, x, y, val_rows, train)
     if keras.backend.backend() == "jax":
         from hpo.training import jax_pack
 
         if jax_pack.applies(models):
+            prepare_replicas(models, x, y, train)
             return jax_pack.JaxPack(models, x, y, val_rows, train)
     return FunctionalPack(models, x, y, val_rows, train, len(splits[0].train))
+
+
+def prepare_replicas(models: Sequence, x: np.ndarray, y: np.ndarray, train) -> None:
+    """Compile each replica and create its optimizer and metric variables, as ``fit`` does first.
+
+    A fast path's compiled epoch updates these variables; they must exist before it is traced.
+    ``Model._symbolic_build`` is private Keras API: Keras 3 has no public way to build the
+    optimizer and compiled metrics without training a step.
+    """
+    for model in models:
+        compile_model(model, train)
+        model._symbolic_build(data_batch=(x[: train.batch_size], y[: train.batch_size], None))
+
+
+def split_batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, R) rows → ((steps, R, batch) full batches, (R, rest) last batch or None).
+
+    Example:
+        >>> full, tail = split_batches(np.arange(10).reshape(5, 2), 2)
+        >>> full.shape, tail.tolist()
+        ((2, 2, 2), [[8], [9]])
+    """
+    n, replicas = rows.shape
+    steps = n // batch_size
+    full = rows[: steps * batch_size].reshape(steps, batch_size, replicas).transpose(0, 2, 1)
+    tail = rows[steps * batch_size :].T if n % batch_size else None
+    return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
+
+
+def replica_groups(replicas: int, parallel: int) -> list[list[int]]:
+    """Split replica indices into ``parallel`` contiguous groups of near-equal size.
+
+    A fast path runs one group per CPU core, each from its own thread: XLA runs steps this small
+    on one core.
+
+    Example:
+        >>> replica_groups(10, 2), replica_groups(3, 2), replica_groups(2, 4)
+        ([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1], [2]], [[0], [1]])
+    """
+    parallel = max(1, min(parallel, replicas))
+    bounds = np.linspace(0, replicas, parallel + 1).round().astype(int)
+    sizes = sorted(np.diff(bounds).tolist(), reverse=True)
+    starts = np.cumsum([0, *sizes])
+    return [list(range(s, s + n)) for s, n in zip(starts, sizes, strict=False)]
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def has_convolution(model) -> bool:
+    """True when ``model`` (or a model nested in it) has a convolution layer.
+
+    The fast paths leave convolutions to ``fit``: XLA's CPU convolutions were several times
+    slower (benchmarks/PACKING.md).
+    """
+    import keras
+
+    convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+                    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+                    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+                    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+                    keras.layers.Conv3DTranspose)
+    return any(isinstance(layer, convolutions) for layer in all_layers(model))
+
+
+def all_layers(model) -> list:
+    """``model`` and every layer in it, nested models' layers included."""
+    nested = getattr(model, "layers", [])
+    return [model, *(inner for layer in nested for inner in all_layers(layer))]
 
 
 def _example_table(values: np.ndarray):

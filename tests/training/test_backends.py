@@ -50,4 +50,4 @@ def test_packed_replicas_equal_solo_runs_on_the_jax_backend():
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "7 passed" in result.stdout and " failed" not in result.stdout
+    assert "8 passed" in result.stdout and " failed" not in result.stdout

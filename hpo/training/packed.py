@@ -123,8 +123,13 @@ class Pack(Protocol):
     def close(self) -> None: ...
 
 
-def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
-    """The backend's fast path where it applies, else one functional Keras model.
+class FastPathUnavailable(RuntimeError):
+    """XLA cannot compile these replicas (an op it lacks); raised before anything was trained."""
+
+
+def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence,
+              fast: bool = True) -> Pack:
+    """The backend's fast path where it applies (and ``fast``), else one functional Keras model.
 
     TensorFlow: :class:`hpo.training.tf_pack.TfPack`; JAX: :class:`hpo.training.jax_pack.JaxPack`;
     both for convolution-free replicas (JAX: of one architecture), see their ``applies``.
@@ -137,13 +142,13 @@ def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence) -> Pack:
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
     models = build_replicas(job, seeds)
-    if keras.backend.backend() == "tensorflow":
+    if fast and keras.backend.backend() == "tensorflow":
         from hpo.training import tf_pack
 
         if tf_pack.applies(models):
             prepare_replicas(models, x, y, train)
             return tf_pack.TfPack(models, x, y, val_rows, train)
-    if keras.backend.backend() == "jax":
+    if fast and keras.backend.backend() == "jax":
         from hpo.training import jax_pack
 
         if jax_pack.applies(models):
@@ -290,6 +295,10 @@ def _train(job: TrainingJob, seeds: list[int], sink: RunSink):
     splits = [job.data.split(seed) for seed in seeds]
     pack = make_pack(job, seeds, splits)
     try:
+        return _train_pack(pack, train, seeds, splits, sink)
+    except FastPathUnavailable:  # nothing trained or recorded yet: start again without XLA
+        pack.close()
+        pack = make_pack(job, seeds, splits, fast=False)
         return _train_pack(pack, train, seeds, splits, sink)
     finally:
         pack.close()

@@ -11,17 +11,18 @@ them) and the replicas may differ in architecture.
 As with JAX, XLA runs steps this small on one core, so on a CPU the replicas are split into one
 group per core, each group's epoch run from its own thread. Measured on a 2-core CPU (full MNIST,
 10 replicas of the assignment's MLP), per epoch: ≈ 19 s with ``fit`` on the functional packed
-model, 2.6 s compiled in one group, 1.6 s in two; tracing the ten train steps and compiling them
-costs ≈ 8 s once per trial. The example table is an argument of the compiled function, never a
-captured constant (as in :mod:`hpo.training.jax_pack`).
+model, 2.6 s compiled in one group, 1.6 s in two; once per trial, tracing the ten train steps
+takes ≈ 2 s and XLA compiling them ≈ 3.5 s (validation ≈ 1.4 s more). The example table is an
+argument of the compiled function, never a captured constant (as in :mod:`hpo.training.jax_pack`).
 
 Keras turns XLA off when TensorFlow's op determinism is on (``model_supports_jit``: not every
 op has a deterministic XLA kernel on a GPU); on the CPU XLA is deterministic, and an explicit
-``jit_compile=True`` is honoured. Used where :func:`applies`: no convolution layer (XLA's CPU
-convolutions were several times slower than ``fit``), no layer that draws random numbers in
-training (dropout: XLA's random kernels give other numbers than TensorFlow's for the same seed, so
-a replica would no longer be its solo run; on JAX both are XLA) and every layer supports XLA by
-Keras' own flag (``Layer.supports_jit``).
+``jit_compile=True`` is honoured. Used where :func:`applies`: no convolution layer (on JAX,
+XLA's CPU convolutions were several times slower than ``fit``), no layer that draws random
+numbers in training (dropout: XLA's random kernels give other numbers than TensorFlow's for the
+same seed, so a replica would no longer be its solo run; on JAX both are XLA), no max pooling,
+and every layer supports XLA by Keras' own flag (``Layer.supports_jit``). A model with an op XLA
+cannot compile anyway falls back to the functional pack before anything is trained.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from hpo.sweep import TrainSpec
 from hpo.training.packed import (
+    FastPathUnavailable,
     all_layers,
     cpu_cores,
     has_convolution,
@@ -61,9 +63,30 @@ class TfPack:
         self._train = [_epoch_function(replicas, "train_step") for replicas in members]
         self._test = [_epoch_function(replicas, "test_step") for replicas in members]
         self._pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
+        self._compiled = False
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
-        """Train one epoch on ``rows`` ((n_train, R) example rows), then validate."""
+        """Train one epoch on ``rows`` ((n_train, R) example rows), then validate.
+
+        In the first epoch, an op XLA cannot compile (TensorFlow raises Unimplemented, or
+        "unsupported operations" at the first call) raises
+        :class:`~hpo.training.packed.FastPathUnavailable`: nothing is recorded yet, and the
+        caller trains freshly built replicas without XLA instead.
+        """
+        if self._compiled:
+            return self._fit_epoch(rows)
+        import tensorflow as tf
+
+        try:
+            logs = self._fit_epoch(rows)
+        except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError) as exc:
+            if isinstance(exc, tf.errors.InvalidArgumentError) and "XLA" not in str(exc):
+                raise
+            raise FastPathUnavailable(str(exc).splitlines()[0]) from exc
+        self._compiled = True
+        return logs
+
+    def _fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         self._reset_metrics()
         training = self._start(self._calls(self._train, rows, self.batch_size))
         # Traced while the training epoch compiles and runs (XLA releases the GIL).
@@ -160,9 +183,18 @@ def _epoch_function(models: Sequence, step: str):
 
 
 def applies(models: Sequence) -> bool:
-    """True for replicas without convolutions or random layers whose layers all support XLA."""
-    return not any(map(has_convolution, models)) and not any(map(draws_random_numbers, models)) \
-        and all(layer.supports_jit for model in models for layer in all_layers(model))
+    """True for replicas without convolutions or random layers whose layers all support XLA.
+
+    Max pooling is left out too: with TF op determinism on, XLA refuses its gradient ("GPU
+    MaxPool gradient ops do not yet have a deterministic XLA implementation", on the CPU too).
+    Other ops XLA lacks are found when the first epoch compiles (:meth:`TfPack.fit_epoch`).
+    """
+    import keras
+
+    unsupported = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D)
+    layers = [layer for model in models for layer in all_layers(model)]
+    return (not any(map(has_convolution, models)) and not any(map(draws_random_numbers, models))
+            and all(layer.supports_jit and not isinstance(layer, unsupported) for layer in layers))
 
 
 def draws_random_numbers(model) -> bool:

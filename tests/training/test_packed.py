@@ -156,9 +156,49 @@ def test_where_the_fast_paths_apply():
     convolutions = [cnn((28, 28, 1), 10), cnn((28, 28, 1), 10)]
     dropout = [mlp((8,), 3, width=4, dropout=0.5)]
     assert jax_pack.applies(same) and tf_pack.applies(same)
+    assert not tf_pack.applies([pooled((8, 2), 3)])  # XLA lacks a deterministic max-pool gradient
     assert tf_pack.applies(mixed) and not jax_pack.applies(mixed)  # TF: a step per replica
     assert not jax_pack.applies(convolutions) and not tf_pack.applies(convolutions)
     assert jax_pack.applies(dropout) and not tf_pack.applies(dropout)
+
+
+def pooled(input_shape, n_classes):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.MaxPooling1D(2)(keras.layers.Dense(4)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(n_classes)(keras.layers.Flatten()(hidden)))
+
+
+def test_an_op_xla_cannot_compile_falls_back_to_the_functional_pack():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's fast path")
+    import tensorflow as tf
+
+    class PythonIdentity(keras.layers.Layer):  # tf.py_function: XLA cannot compile it
+        def call(self, x):
+            y = tf.py_function(lambda a: a, [x], x.dtype)
+            y.set_shape(x.shape)
+            return y
+
+    def builder(input_shape, n_classes):
+        inputs = keras.Input(input_shape)
+        hidden = PythonIdentity()(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(hidden))
+
+    job = make_job("train.epochs=2")
+    job = TrainingJob(builder, {}, job.train, job.data)
+    pack = make_pack(job, [0, 1], [job.data.split(s) for s in (0, 1)])
+    pack.close()
+    assert type(pack).__name__ == "TfPack"  # chosen, then refused by XLA at the first epoch
+    sink = CollectSink()
+    packed = train_packed(job, [0, 1], sink)
+    solo = train_seeds(job, [0, 1], CollectSink())
+    assert not sink.errors
+    for seed in (0, 1):
+        assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
 
 
 def test_replicas_that_differ_in_structure_pack_like_their_solo_runs():

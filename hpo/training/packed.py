@@ -211,8 +211,8 @@ def cpu_cores() -> int:
 def has_convolution(model) -> bool:
     """True when ``model`` (or a model nested in it) has a convolution layer.
 
-    The fast paths leave convolutions to ``fit``: XLA's CPU convolutions were several times
-    slower (benchmarks/PACKING.md).
+    The fast paths leave convolutions to ``fit``: on JAX, XLA's CPU convolutions were several
+    times slower inside a compiled epoch (benchmarks/PACKING.md).
     """
     import keras
 

@@ -33,11 +33,12 @@ def test_a_packed_sweep_on_the_jax_backend(tmp_path, sweep_file):
     assert trials["value"].between(0.15, 1.0).all()  # above chance (0.1)
 
 
-# test_packed.py's tests of what the JAX fast path does; the others test the functional pack
-# (also used on JAX for convolutions and mixed architectures) or no backend at all, and TensorFlow
-# already runs them (CI time: the whole module on JAX took 3 min, these 1).
-JAX_FAST_PATH_TESTS = ("first_step or histories_agree or early_stopping or backend_chooses "
-                       "or broken_builder or data_order")
+# test_packed.py's tests of what the JAX fast path does (with dropout only: it covers the plain
+# case); the others test the functional pack (also used on JAX for convolutions and mixed
+# architectures) or no backend at all, and TensorFlow already runs them (CI time: the whole module
+# on JAX took 3 min, these 1).
+JAX_FAST_PATH_TESTS = ("first_step or (histories_agree and dropout) or early_stopping "
+                       "or backend_chooses or broken_builder or data_order")
 
 
 def test_packed_replicas_equal_solo_runs_on_the_jax_backend():
@@ -50,4 +51,4 @@ def test_packed_replicas_equal_solo_runs_on_the_jax_backend():
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "8 passed" in result.stdout and " failed" not in result.stdout
+    assert "7 passed" in result.stdout and " failed" not in result.stdout

@@ -64,7 +64,7 @@ def test_first_step_losses_equal_the_solo_runs():
         assert packed[seed]["loss"][0] == pytest.approx(solo[seed]["loss"][0], rel=1e-6)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
 def test_histories_agree_after_several_epochs(dropout):
     job = make_job("train.epochs=3", params={"dropout": dropout})
     solo = train_seeds(job, [0, 1, 2], CollectSink())
@@ -77,7 +77,7 @@ def test_histories_agree_after_several_epochs(dropout):
 
 
 def test_ten_seeds_packed_and_solo_agree_within_their_cis():
-    job = make_job("train.epochs=2", "data.limit_train=200")
+    job = make_job("train.epochs=1", "data.limit_train=200")
     seeds = list(range(10))
     solo = train(job, seeds, CollectSink(), pack=False)
     packed = train(job, seeds, CollectSink(), pack=True)

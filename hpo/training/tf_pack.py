@@ -65,6 +65,7 @@ class TfPack:
         self._test = [_epoch_function(replicas, "test_step") for replicas in members]
         self._pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
         self._compiled = False
+        self._validation: list | None = None  # the same batches every epoch: cut once
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Train one epoch on ``rows`` ((n_train, R) example rows), then validate.
@@ -90,11 +91,12 @@ class TfPack:
     def _fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         self._reset_metrics()
         training = self._start(self._calls(self._train, rows, self.batch_size))
-        # Traced while the training epoch compiles and runs (XLA releases the GIL).
-        validation = list(self._calls(self._test, self.val_rows, None))
+        if self._validation is None:
+            # Traced while the first training epoch compiles and runs (XLA releases the GIL).
+            self._validation = list(self._calls(self._test, self.val_rows, None))
         logs = self._finish(training)
         self._reset_metrics()
-        val = self._finish(self._start(validation))
+        val = self._finish(self._start(self._validation))
         return [{**t, **{f"val_{k}": v for k, v in vl.items()}}
                 for t, vl in zip(logs, val, strict=True)]
 

@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     def storage_arg(p: argparse.ArgumentParser, default: str) -> None:
         p.add_argument("--storage", metavar="URL", help=f"database URL (default: {default})")
 
+    def alpha_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                       help="significance level of the table's tests against the best trial "
+                            "(Holm-corrected; default 0.05)")
+
     run = commands.add_parser("run", help="run (or continue) a sweep")
     run.add_argument("sweep", type=Path, help="sweep file (TOML)")
     storage_arg(run, "the sweep's study.storage, else sqlite:///studies/<name>.db")
@@ -41,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                      dest="overrides", help="override a sweep-file key (value read as TOML)")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="worker processes on this machine sharing the study (default 1)")
+    alpha_arg(run)
 
     worker = commands.add_parser(
         "worker", help="join a sweep's study (another process or machine); no table at the end")
@@ -61,9 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     studies = commands.add_parser("studies", help="list the studies in a database")
     storage_arg(studies, "every studies/*.db")
 
-    show = commands.add_parser("show", help="table of a study's trials: mean ± std, 95%% CI, n")
-    show.add_argument("study", help="study name or number")
+    show = commands.add_parser(
+        "show", help="table of a study's trials: mean ± std, 95%% CI, n, test against the best")
+    show.add_argument("study", help="study name, or with --storage its number")
     storage_arg(show, "sqlite:///studies/<STUDY>.db")
+    alpha_arg(show)
 
     compare = commands.add_parser(
         "compare", help="is trial A better than trial B? Welch's and the paired t-test")
@@ -144,13 +152,14 @@ def _run(args: argparse.Namespace) -> int:
     sweep = _sweep_args(args)
     if args.jobs < 1:
         raise HpoError(f"--jobs = {args.jobs}: expected an integer >= 1")
+    _check_alpha(args.alpha)  # before the sweep runs, not after
     url = args.storage or sweep.storage_url
     if args.jobs == 1:
         code = _work(args, sweep)
     else:
         code = _spawn_workers(args, sweep, url)
     print(f"study {sweep.study.name} in {url}")
-    table = _show_table(url, sweep.study.name)
+    table = _show_table(url, sweep.study.name, args.alpha)
     return code or table
 
 
@@ -206,8 +215,9 @@ def _check(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep, args.overrides)
     trials, repeats, epochs = sweep.n_trials, sweep.protocol.repeats, sweep.train.epochs
+    url = sweep.storage_url  # refuses a study name unfit for the default file before "ok"
     print(f"{args.sweep}: ok")
-    print(f"  study {sweep.study.name!r} in {sweep.storage_url}, {sweep.study.direction} "
+    print(f"  study {sweep.study.name!r} in {url}, {sweep.study.direction} "
           f"{sweep.study.objective} ({sweep.study.reduce} epoch per seed)")
     print(f"  {trials} trials × {repeats} repeats × {epochs} epochs = {trials * repeats} runs, "
           f"{trials * repeats * epochs} epochs; sampler {sweep.search.sampler}")
@@ -242,7 +252,18 @@ def _default_url(args: argparse.Namespace) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _show_table(_default_url(args), args.study)
+    _check_alpha(args.alpha)
+    return _show_table(_default_url(args), args.study, args.alpha)
+
+
+def _check_alpha(alpha: float) -> None:
+    from hpo.protocol import check_alpha
+
+    try:
+        check_alpha(alpha)
+    except ValueError:
+        raise HpoError(f"--alpha = {alpha:g}: expected a number between 0 and 1 (exclusive)"
+                       ) from None
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -251,8 +272,10 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.results import Results
 
     with Results(_default_url(args)) as results:
-        r = results.compare(args.study, args.a, args.b, args.metric)
-        metric = args.metric or results.sweep_settings(args.study).get("study.objective")
+        name = results.name(args.study)
+        r = results.compare(name, args.a, args.b, args.metric)
+        metric = args.metric or results.sweep_settings(name).get("study.objective")
+        left_out = results.left_out_seeds(name, [args.a, args.b])
     table = Table(title=f"trial {args.a} vs trial {args.b}: {metric} per seed")
     for column in ("", f"trial {args.a}", f"trial {args.b}"):
         table.add_column(column, justify="right")
@@ -260,6 +283,7 @@ def _compare(args: argparse.Namespace) -> int:
         table.add_row(key, _fmt(r[f"{key}_a"]), _fmt(r[f"{key}_b"]))
     _console().print(table)
     lines = [
+        "sample: each trial's COMPLETE runs (as in its own statistics), one value per seed",
         f"difference of means {r['difference']:+.4f}; Welch's t = {r['welch_t']:.3f}, "
         f"p = {r['welch_p']:.4g}; Cohen's d = {r['cohens_d']:.3f}",
     ]
@@ -270,8 +294,19 @@ def _compare(args: argparse.Namespace) -> int:
             f"95 % CI [{r['difference_ci95_low']:+.4f}, {r['difference_ci95_high']:+.4f}], "
             f"t = {r['paired_t']:.3f}, p = {r['paired_p']:.4g}, d_z = {r['cohens_dz']:.3f}"
         )
+    lines += _left_out_lines(left_out)
     print("\n".join(lines))
     return 0
+
+
+def _left_out_lines(left_out) -> list[str]:
+    """One line per trial naming its seeds whose runs were left out of the statistics."""
+    lines = []
+    for trial, runs in left_out.groupby("trial"):
+        seeds = ", ".join(f"seed {seed} ({state})"
+                          for seed, state in zip(runs["seed"], runs["state"], strict=True))
+        lines.append(f"left out of the statistics (runs not COMPLETE): trial {trial}: {seeds}")
+    return lines
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -299,26 +334,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_table(url: str, study: str) -> int:
+def _show_table(url: str, study: str, alpha: float = 0.05) -> int:
     from rich.table import Table
 
     from hpo.results import Results
 
     with Results(url) as results:
-        trials = results.trials(study)
-        direction = results.studies().set_index("name").loc[study, "direction"]
-    complete = trials[trials["state"] == "COMPLETE"]
-    best, best_ci = None, (None, None)
-    if not complete.empty:
-        row = complete.loc[complete["value"].idxmax() if direction == "maximize"
-                           else complete["value"].idxmin()]
-        best, best_ci = row["number"], (row["ci95_low"], row["ci95_high"])
+        name = results.name(study)
+        trials = results.trials(name)
+        versus = results.compare_all(name, alpha=alpha)
+        complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
+        left_out = results.left_out_seeds(name, complete)
+    settings = versus.attrs
+    best = settings["best"]
+    verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
     params = [c for c in trials.columns if c not in
               {"number", "state", "n", "mean", "var", "std", "sem", "ci95_low", "ci95_high",
                "value"}]
-    table = Table(title=f"study {study} ({direction} mean over seeds)")
-    for column in ["#", "state", *params, "mean ± std", "95 % CI", "n", "best"]:
-        table.add_column(column, justify="right" if column not in ("state",) else "left")
+    table = Table(title=f"study {name} ({settings['direction']} mean over seeds)")
+    for column in ["#", "state", *params, "mean ± std", "95 % CI", "n", "vs best"]:
+        table.add_column(column, justify="left" if column in ("state", "vs best") else "right")
     for row in trials.itertuples(index=False):
         row = row._asdict()
         mean = "" if _missing(row["mean"]) else f"{row['mean']:.4f}"
@@ -327,20 +362,41 @@ def _show_table(url: str, study: str) -> int:
         ci = ("" if _missing(row["ci95_low"])
               else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
         n = "" if _missing(row["n"]) else str(row["n"])
+        mark = "★ best" if row["number"] == best else verdicts.get(row["number"], "")
         table.add_row(str(row["number"]), row["state"], *(_fmt(row[p]) for p in params),
-                      mean, ci, n, _mark(row, best, best_ci))
+                      mean, ci, n, mark)
     _console().print(table)
-    print("★ best; ≈ 95 % CI overlaps the best's: not distinguishable from the best")
+    print("\n".join(_legend(versus) + _left_out_lines(left_out)))
     return 0
 
 
-def _mark(row: dict, best: object, best_ci: tuple) -> str:
-    if row["number"] == best:
-        return "★"
-    low, high = row["ci95_low"], row["ci95_high"]
-    if row["state"] != "COMPLETE" or _missing(low) or _missing(best_ci[0]):
-        return ""
-    return "≈" if low <= best_ci[1] and best_ci[0] <= high else ""
+def _legend(versus) -> list[str]:
+    """What the "vs best" column computed: which test, over which sample, which correction."""
+    s = versus.attrs
+    if s["best"] is None:
+        return [f"no COMPLETE trial with per-seed values of {s['metric']}: nothing to compare"]
+    highest = "highest" if s["direction"] == "maximize" else "lowest"
+    lines = [f"★ best: trial {s['best']}, the {highest} mean {s['metric']} ({s['reduce']} epoch "
+             "per seed) over its COMPLETE runs (runs not COMPLETE are left out of every "
+             "statistic here)"]
+    if versus.empty:
+        return lines + ["vs best: no other COMPLETE trial to test"]
+    paired = int((versus["test"] == "paired").sum())
+    welch = len(versus) - paired
+    tested = int(versus["p"].notna().sum())
+    tests = []
+    if paired:
+        tests.append("paired t-test by seed on the seeds both completed (scipy.stats.ttest_rel): "
+                     f"{paired} trial{'s' if paired > 1 else ''}")
+    if welch:
+        tests.append("Welch's t-test, fewer than 2 seeds in common (scipy.stats.ttest_ind, "
+                     f"equal_var=False): {welch} trial{'s' if welch > 1 else ''}")
+    lines.append(f"vs best: each other COMPLETE trial against trial {s['best']}, two-sided: "
+                 + "; ".join(tests) + f"; Holm's correction over the {tested} tested "
+                 f"(statsmodels multipletests), α = {s['alpha']:g}: worse/better if p_holm ≤ α, "
+                 "else not distinguishable (no evidence of a difference, not proof of "
+                 "equality); not testable: a NaN value, fewer than 2 seeds or zero variance")
+    return lines
 
 
 def _missing(value: object) -> bool:

@@ -39,10 +39,11 @@ def protocol_note(settings: dict, study: str, direction: str) -> str:
         f"# {study}: an hpo study",
         "",
         f"Each trial trains its configuration **{repeats} times**, with seeds {seeds} (the same "
-        "seeds in every trial). The trial's value is the mean over seeds of "
-        f"`{settings.get('study.objective')}` ({settings.get('study.reduce')} epoch per seed, "
-        f"{direction}); its user attributes hold n, mean, var, std, sem and the Student-t 95 % "
-        "CI; the intermediate values are the mean learning curve.",
+        "seeds in every trial). The trial's value is the mean over its COMPLETE runs (a failed "
+        f"seed is left out) of `{settings.get('study.objective')}` "
+        f"({settings.get('study.reduce')} epoch per seed, {direction}); its user attributes hold "
+        "n, mean, var, std, sem and the Student-t 95 % CI over the same runs; the intermediate "
+        "values are the mean learning curve.",
         "",
         f"- **Dataset**: `{data.get('dataset')}`, validation = {data.get('validation')}"
         + (f", {limits}" if limits else ""),

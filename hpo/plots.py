@@ -7,6 +7,12 @@
 - ``compare``: several trials' mean validation curves with their bands;
 - ``seeds``: every trial's per-seed values beside its mean and CI.
 
+``param`` and ``seeds`` draw the COMPLETE trials, and their means and CIs are over each trial's
+COMPLETE runs only (:meth:`hpo.Results.seed_table`): the sample of the trial's own statistics and
+of ``hpo compare``. ``seeds`` also marks (×) the values of the runs left out (FAIL). ``curves`` and
+``compare`` draw learning curves: every run that recorded an epoch counts there, so a pruned
+trial's partial seeds can be looked at (:meth:`hpo.Results.curves`).
+
 Example:
     >>> from hpo import Results
     >>> fig = plot(Results("sqlite:///studies/x.db"), "x", "curves")  # doctest: +SKIP
@@ -148,7 +154,8 @@ def _param(results: Results, study: str, param: str | None, metric: str,
         lower, upper = np.minimum(lows, highs), np.maximum(lows, highs)
         positions = xs if numeric else np.arange(len(xs))
         ax.errorbar(positions, means, yerr=[means - lower, upper - means], marker="o",
-                    capsize=4, color=color, label=f"{label}: mean ± 95 % CI over seeds")
+                    capsize=4, color=color,
+                    label=f"{label}: mean ± 95 % CI over COMPLETE seeds")
     if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
@@ -188,18 +195,30 @@ def _compare(results: Results, study: str, trials: Sequence[int] | None, metric:
 def _seeds(results: Results, study: str, metric: str, error: bool) -> Figure:
     trials = results.trials(study)
     complete = trials[trials["state"] == "COMPLETE"]
-    table = results.seed_table(study, metric)
+    every_run = results.seed_table(study, metric, states=None)
+    table = every_run[every_run["state"] == "COMPLETE"]
+    left_out = every_run[every_run["state"] != "COMPLETE"]
     fig, ax = plt.subplots(figsize=(8, 5))
+    marked = False
     for position, row in enumerate(complete.itertuples(index=False)):
         seeds = results.seed_values(study, row.number, metric, table)
         values = _values(np.array(list(seeds.values())), error)
         jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
         ax.scatter(position + np.asarray(jitter), values, s=14, color="tab:gray",
-                   label="one seed" if position == 0 else None)
+                   label="one COMPLETE seed" if position == 0 else None)
         s = summarize(list(values))
         spread = 0.0 if s.ci95_low is None else s.mean - min(s.ci95_low, s.ci95_high)
         ax.errorbar([position + 0.3], [s.mean], yerr=[[spread], [spread]], fmt="o",
-                    color="tab:red", capsize=4, label="mean ± 95 % CI" if position == 0 else None)
+                    color="tab:red", capsize=4,
+                    label="mean ± 95 % CI of the COMPLETE seeds" if position == 0 else None)
+        dropped = _values(left_out.loc[left_out["trial"] == row.number, "value"].to_numpy(),
+                          error)
+        dropped = dropped[np.isfinite(dropped)]  # a diverged run's NaN has no place on the axis
+        if dropped.size:
+            ax.scatter(np.full(dropped.size, position - 0.3), dropped, s=24, marker="x",
+                       color="tab:purple",
+                       label=None if marked else "run not COMPLETE (left out)")
+            marked = True
     ax.set_xticks(range(len(complete)), [str(n) for n in complete["number"]])
     return _finish(fig, ax, f"{study}: {_label(metric, error)} of every seed, per trial", "trial",
                    f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")

@@ -69,8 +69,11 @@ def _import_callable(key: str, path: str) -> Callable[..., Any]:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SweepError(f"{key} = {path!r}: cannot import module {module_name!r} ({exc})") from exc
+    except Exception as exc:  # ImportError, a relative or empty name, or the module's own error
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise SweepError(
+            f"{key} = {path!r}: cannot import module {module_name!r} ({reason})"
+        ) from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise SweepError(f"{key} = {path!r}: module {module_name!r} has no function {attr!r}")

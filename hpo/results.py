@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import optuna
@@ -22,6 +23,8 @@ from hpo.protocol import Summary
 from hpo.store import Store
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
+_COMPARE_ALL_COLUMNS = ["trial", "best", "n", "n_best", "diff", "diff_ci95_low", "diff_ci95_high",
+                        "test", "p", "p_holm", "verdict"]
 
 # Sorted in pandas rather than in SQL: sorting a million rows there costs more than the read.
 _EPOCHS_QUERY = """
@@ -105,11 +108,14 @@ class Results:
         return frame[frame["trial"].isin(trials["number"])]
 
     def studies(self) -> pd.DataFrame:
-        """One row per study: name, direction, n_trials, n_runs."""
+        """One row per study: name, number (Optuna's study id: ``hpo show NUMBER --storage
+        URL``), direction, n_trials, n_runs."""
         summaries = optuna.get_all_study_summaries(self.store.optuna, include_best_trial=False)
         frame = pd.DataFrame(
             {
                 "name": [s.study_name for s in summaries],
+                "number": [self.store.optuna.get_study_id_from_name(s.study_name)
+                           for s in summaries],
                 "direction": [s.direction.name.lower() for s in summaries],
                 "n_trials": [s.n_trials for s in summaries],
             }
@@ -177,18 +183,20 @@ class Results:
 
     def runs(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
         """One row per seeded run: trial, seed, state, epochs, wall_s, error, and the final value
-        of each metric."""
+        of each metric: the value of the run's last recorded epoch of that metric, NaN when that
+        value was not finite (a diverged run ends on NaN, not on its last finite value)."""
         name = self.name(study)
         with self.store.engine.connect() as conn:
             runs = self._matching(pd.read_sql(_RUNS_SQL, conn, params={"study": name}), name,
                                   where)
         epochs = self.epochs(name, where)
         if not epochs.empty:
+            # The last epoch's row, whatever its value: groupby().last() would skip a NaN (a
+            # diverged final epoch, NULL in SQLite) and show an earlier, finite value instead.
             final = (
-                epochs.sort_values("epoch")
-                .groupby(["trial", "seed", "metric"])["value"]
-                .last()
-                .unstack("metric")
+                epochs.sort_values(["trial", "seed", "metric", "epoch"], kind="stable")
+                .drop_duplicates(["trial", "seed", "metric"], keep="last")
+                .pivot(index=["trial", "seed"], columns="metric", values="value")
                 .reset_index()
             )
             final.columns.name = None
@@ -199,7 +207,12 @@ class Results:
 
     def curves(self, study: str | int, metric: str, where: dict | None = None) -> pd.DataFrame:
         """Per trial and epoch, ``metric`` across seeds: trial, epoch, n, mean, std, sem,
-        ci95_low, ci95_high (Student t; spread undefined, NaN, for n < 2)."""
+        ci95_low, ci95_high (Student t; spread undefined, NaN, for n < 2).
+
+        The sample at each epoch is every run that recorded a finite value of ``metric`` there,
+        whatever the run's state (a FAIL or PRUNED run counts for the epochs it ran; a NaN value
+        is not counted): ``n`` says how many. These are learning curves, not the trial's
+        statistics; for those (COMPLETE runs only) see :meth:`seed_table`."""
         epochs = self.epochs(study, where)
         values = epochs[epochs["metric"] == metric]
         if values.empty:
@@ -213,40 +226,144 @@ class Results:
         frame["ci95_low"], frame["ci95_high"] = frame["mean"] - half, frame["mean"] + half
         return frame
 
-    def seed_table(self, study: str, metric: str | None = None) -> pd.DataFrame:
-        """One row per (trial, seed): ``metric`` (default: the study's objective) reduced as the
-        study reduces its objective (last or best epoch). One read of the study's epochs."""
-        sweep = self.sweep_settings(study)
-        direction = self._study(study).direction.name.lower()
+    def seed_table(self, study: str | int, metric: str | None = None, *,
+                   states: Sequence[str] | None = ("COMPLETE",)) -> pd.DataFrame:
+        """One row per (trial, seed): trial, seed, state (the run's), value: ``metric`` (default:
+        the study's objective) of that run reduced as the study reduces its objective (last or
+        best epoch, :func:`hpo.protocol.reduce_history`).
+
+        By default only COMPLETE runs: the sample of the trial's own statistics (its value, n,
+        std, CI), of :meth:`compare`, :meth:`compare_all` and the ``param`` and ``seeds`` plots.
+        A FAIL run (diverged or raised), a PRUNED one (its trial was pruned) or one still RUNNING
+        or INTERRUPTED is left out; :meth:`left_out_seeds` lists them. ``states=None`` keeps every
+        run, ``states=("COMPLETE", "PRUNED")`` a pruned trial's partial seeds too. A run with no
+        recorded value of ``metric`` has no row. One read of the study's epochs and runs.
+
+        Example:
+            >>> r.seed_table("mnist-width").head(2)  # doctest: +SKIP
+               trial  seed     state   value
+            0      0     0  COMPLETE  0.8915
+            1      0     1  COMPLETE  0.8870
+        """
+        name = self.name(study)
+        sweep = self.sweep_settings(name)
+        direction = self._study(name).direction.name.lower()
         metric = metric or sweep.get("study.objective", "val_accuracy")
         reduce = sweep.get("study.reduce", "last")
-        epochs = self.epochs(study)  # already sorted by trial, seed, epoch
+        epochs = self.epochs(name)  # already sorted by trial, seed, epoch
         values = epochs[epochs["metric"] == metric]
+        if values.empty and not epochs.empty:
+            known = ", ".join(sorted(epochs["metric"].unique()))
+            raise SweepError(f"metric {metric!r}: not recorded in study {name!r}; recorded: "
+                             f"{known}")
         rows = [
             (int(trial), int(seed), protocol.reduce_history(group["value"].tolist(), reduce,
                                                             direction))
             for (trial, seed), group in values.groupby(["trial", "seed"])
         ]
-        return pd.DataFrame(rows, columns=["trial", "seed", "value"])
+        frame = pd.DataFrame(rows, columns=["trial", "seed", "value"])
+        frame = frame.merge(self._run_states(name), on=["trial", "seed"], how="left")
+        if states is not None:
+            frame = frame[frame["state"].isin(list(states))]
+        return frame[["trial", "seed", "state", "value"]].reset_index(drop=True)
 
-    def seed_values(self, study: str, trial: int, metric: str | None = None,
+    def left_out_seeds(self, study: str | int, trials: Sequence[int] | None = None
+                       ) -> pd.DataFrame:
+        """The runs :meth:`seed_table` leaves out by default: trial, seed, state, error of every
+        run whose state is not COMPLETE (FAIL, PRUNED, RUNNING, INTERRUPTED), of ``trials`` or of
+        all trials. The trial's statistics and every comparison are computed without them."""
+        name = self.name(study)
+        with self.store.engine.connect() as conn:
+            runs = pd.read_sql(_RUNS_SQL, conn, params={"study": name})
+        runs = runs[runs["state"] != "COMPLETE"]
+        if trials is not None:
+            runs = runs[runs["trial"].isin(list(trials))]
+        return runs[["trial", "seed", "state", "error"]].reset_index(drop=True)
+
+    def _run_states(self, name: str) -> pd.DataFrame:
+        with self.store.engine.connect() as conn:
+            runs = pd.read_sql(_RUNS_SQL, conn, params={"study": name})
+        return runs[["trial", "seed", "state"]]
+
+    def seed_values(self, study: str | int, trial: int, metric: str | None = None,
                     table: pd.DataFrame | None = None) -> dict[int, float]:
-        """Seed → reduced value of ``trial`` (see :meth:`seed_table`; pass ``table`` to reuse
-        one when asking for several trials)."""
+        """Seed → reduced value of ``trial``'s COMPLETE runs (see :meth:`seed_table`; pass
+        ``table`` to reuse one when asking for several trials)."""
         table = self.seed_table(study, metric) if table is None else table
         values = table[table["trial"] == trial]
         if values.empty:
-            raise SweepError(f"trial {trial} of study {study!r}: no values of "
-                             f"{metric or 'the objective'!r}")
+            numbers = self.trials(study)["number"].tolist()
+            if trial not in numbers:
+                raise SweepError(f"trial {trial}: not a trial of study {self.name(study)!r}; "
+                                 f"trials: {', '.join(map(str, numbers)) or 'none'}")
+            raise SweepError(f"trial {trial} of study {self.name(study)!r}: no COMPLETE run "
+                             f"with a value of {metric or 'the objective'!r} (runs that are not "
+                             "COMPLETE are left out of statistics)")
         return dict(zip(values["seed"], values["value"], strict=True))
 
-    def compare(self, study: str, a: int, b: int, metric: str | None = None) -> pd.Series:
-        """Trial ``a`` against trial ``b``: Welch's and the paired t-test (scipy.stats), effect
-        sizes and CIs (see :func:`hpo.protocol.compare`)."""
+    def compare(self, study: str | int, a: int, b: int, metric: str | None = None) -> pd.Series:
+        """Trial ``a`` against trial ``b`` on their COMPLETE runs' reduced values
+        (:meth:`seed_table`): Welch's and the paired t-test (scipy.stats), effect sizes and CIs
+        (see :func:`hpo.protocol.compare`). :meth:`left_out_seeds` names the runs left out."""
         table = self.seed_table(study, metric)
         result = protocol.compare(self.seed_values(study, a, metric, table),
                                   self.seed_values(study, b, metric, table))
         return pd.Series({"trial_a": a, "trial_b": b, **result})
+
+    def compare_all(self, study: str | int, metric: str | None = None,
+                    alpha: float = protocol.ALPHA, direction: str | None = None) -> pd.DataFrame:
+        """Every COMPLETE trial but the best, tested against the best: one row per trial.
+
+        The sample: each COMPLETE trial's COMPLETE runs, ``metric`` (default: the objective)
+        reduced per seed as the study reduces its objective (:meth:`seed_table`). The best is the
+        trial with the best mean by ``direction`` (default: the study's, which is its objective's;
+        give "minimize" or "maximize" for another metric, e.g. a loss); for the objective it is
+        the trial with the best value in :meth:`trials`. Each other trial is compared with it by
+        :func:`hpo.protocol.compare_to_best`: the paired t-test by seed (``scipy.stats.ttest_rel``)
+        on the seeds both completed when there are at least 2, else Welch's t-test
+        (``ttest_ind(equal_var=False)``); Holm's correction (statsmodels ``multipletests``) over
+        the comparisons that could be tested, at ``alpha``.
+
+        Columns: trial, best (the trial compared with), n and n_best (the seeds each contributed:
+        the common seeds when paired), diff (trial mean − best mean, over the paired seeds when
+        paired), diff_ci95_low, diff_ci95_high (95 % CI of diff: paired t, or Welch with the
+        Welch–Satterthwaite df), test ("paired" or "welch"), p (two-sided), p_holm, verdict
+        ("worse (p_holm=…)", "better (…)", "not distinguishable (…)" or "not testable (why)",
+        where p, p_holm and the CI are NaN). ``frame.attrs`` holds best, alpha, metric,
+        direction and reduce. No rows when no COMPLETE trial has a finite mean.
+
+        Example:
+            >>> r.compare_all("mnist-width", alpha=0.01)  # doctest: +SKIP
+        """
+        try:
+            protocol.check_alpha(alpha)
+        except ValueError as exc:
+            raise SweepError(str(exc)) from None
+        name = self.name(study)
+        sweep = self.sweep_settings(name)
+        metric = metric or sweep.get("study.objective", "val_accuracy")
+        if direction is None:
+            direction = self._study(name).direction.name.lower()
+        elif direction not in ("maximize", "minimize"):
+            raise SweepError(f"direction = {direction!r}: expected maximize or minimize")
+        trials = self.trials(name)
+        complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
+        table = self.seed_table(name, metric)
+        samples = {int(t): dict(zip(g["seed"].tolist(), g["value"].tolist(), strict=True))
+                   for t, g in table[table["trial"].isin(complete)].groupby("trial")}
+        rows = protocol.compare_to_best(samples, direction, alpha)
+        frame = pd.DataFrame(
+            [{"trial": r.trial, "best": r.best, "n": r.difference.n,
+              "n_best": r.difference.n_other, "diff": r.difference.diff,
+              "diff_ci95_low": r.difference.ci95_low, "diff_ci95_high": r.difference.ci95_high,
+              "test": r.difference.test, "p": r.difference.p, "p_holm": r.p_holm,
+              "verdict": r.verdict} for r in rows],
+            columns=_COMPARE_ALL_COLUMNS,
+        )
+        frame.attrs.update(best=protocol.best_trial(samples, direction), alpha=alpha,
+                           metric=metric, direction=direction,
+                           reduce=sweep.get("study.reduce", "last"))
+        return frame
 
     def export(self, study: str | int, what: str, fmt: str, path: str) -> pd.DataFrame:
         """Write ``trials``, ``runs`` or ``epochs`` of ``study`` as csv, parquet or json."""
@@ -267,7 +384,7 @@ class Results:
                 raise SweepError("--format parquet: needs pyarrow (pip install pyarrow)") from exc
         return frame
 
-    def sweep_settings(self, study: str) -> dict:
+    def sweep_settings(self, study: str | int) -> dict:
         """The sweep settings stored with the study (``hpo.sweep`` user attribute)."""
         stored = self._study(study).user_attrs.get("hpo.sweep", {})
         return json.loads(json.dumps(stored))

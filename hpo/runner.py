@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -44,11 +45,11 @@ import optuna
 
 from hpo.datasets import loaders
 from hpo.datasets.prepare import DataSource
-from hpo.errors import RunError, SweepError
+from hpo.errors import LeaseLost, RunError, SweepError
 from hpo.progress import NullProgress, Progress
 from hpo.protocol import mean_curve, reduce_history, summarize
 from hpo.store import Store
-from hpo.store.lease import Leases
+from hpo.store.lease import Claim, Leases
 from hpo.store.recorder import Recorder
 from hpo.sweep import Sweep
 from hpo.training.dispatch import train
@@ -87,8 +88,8 @@ def run_sweep(
         finished = len(_counted(study, FINISHED))
         progress.sweep_started(sweep, max(0, target - finished), finished)
         try:
-            while (trial := _next_trial(study, leases, target, progress)) is not None:
-                _run_trial(study, trial, objective, leases, progress)
+            while (next_trial := _next_trial(study, leases, target, progress)) is not None:
+                _run_trial(study, *next_trial, objective, leases, progress)
         finally:
             progress.sweep_finished()
         return study
@@ -113,29 +114,36 @@ def _counted(study: optuna.Study, states) -> list[optuna.trial.FrozenTrial]:
 
 
 def _next_trial(study: optuna.Study, leases: Leases, target: int,
-                progress: Progress) -> optuna.Trial | None:
+                progress: Progress) -> tuple[optuna.Trial, Claim] | None:
     """A stale trial to complete, else a new trial while the study is short of ``target``."""
-    for stale in leases.stale(study):
-        if leases.claim(stale._trial_id):
-            progress.note(f"resuming trial #{stale.number} (its process stopped)")
-            return optuna.Trial(study, stale._trial_id)
-    started = _counted(study, (*FINISHED, optuna.trial.TrialState.RUNNING))
-    sampler = study.sampler
-    if len(started) >= target or (
-        isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
-    ):
-        return None
-    trial = study.ask()
-    leases.take(trial._trial_id)
-    return trial
+    while True:
+        for stale in leases.stale(study):
+            claim = leases.claim(stale._trial_id)
+            if claim is not None:
+                progress.note(f"resuming trial #{stale.number} (its worker stopped)")
+                return optuna.Trial(study, stale._trial_id), claim
+        started = _counted(study, (*FINISHED, optuna.trial.TrialState.RUNNING))
+        sampler = study.sampler
+        if len(started) >= target or (
+            isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+        ):
+            return None
+        trial = study.ask()
+        claim = leases.take(trial._trial_id)
+        if claim is not None:
+            return trial, claim
+        # Another worker found it without a lease and claimed it before this one could: theirs.
+        progress.note(f"trial #{trial.number} was taken by another worker; asking again")
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
+def _run_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, objective: Objective,
                leases: Leases, progress: Progress) -> None:
     """Run one trial under a heartbeat and tell Optuna how it ended.
 
     Ctrl-C (or any error of hpo itself) leaves the trial RUNNING with its lease released and
-    its runs in flight INTERRUPTED: the next ``hpo run`` resumes it.
+    its runs in flight INTERRUPTED: the next ``hpo run`` resumes it. A worker whose trial was
+    taken over (it was frozen past the stale limit) writes nothing more for it, says so in one
+    line and goes on with other work.
     """
     holder = _grid_holder(study, trial)
     if holder is not None:
@@ -143,21 +151,30 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         progress.note(f"trial #{trial.number} skipped: its grid point is trial #{holder}'s")
         return
-    with leases.heartbeat(trial._trial_id):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned as exc:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            progress.note(f"trial #{trial.number} pruned: {exc}")
-        except RunError as exc:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            progress.note(f"trial #{trial.number} failed: {exc}")
-        except BaseException:
-            objective.recorder.interrupt_runs(trial._trial_id)
-            leases.release(trial._trial_id)
-            raise
-        else:
-            study.tell(trial, value)
+    try:
+        with leases.heartbeat(claim):
+            try:
+                value, state = objective(trial, claim), optuna.trial.TrialState.COMPLETE
+            except optuna.TrialPruned as exc:
+                value, state = None, optuna.trial.TrialState.PRUNED
+                progress.note(f"trial #{trial.number} pruned: {exc}")
+            except RunError as exc:
+                value, state = None, optuna.trial.TrialState.FAIL
+                progress.note(f"trial #{trial.number} failed: {exc}")
+            # Fenced as every write: a worker frozen since its last run does not tell. One
+            # frozen between this check and the tell loses to the new holder's tell (Optuna
+            # refuses to update a finished trial), whose value comes from the same runs.
+            leases.check(claim)
+            study.tell(trial, value, state=state)
+    except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
+        holder = exc.holder if isinstance(exc, LeaseLost) else "another worker"
+        progress.note(f"trial #{trial.number} was taken over by {holder or 'nobody'}; "
+                      "dropping its in-flight runs")
+    except BaseException:
+        with contextlib.suppress(LeaseLost):  # taken over meanwhile: nothing of ours to mark
+            objective.recorder.interrupt_runs(claim)
+            leases.release(claim)
+        raise
 
 
 def _grid_holder(study: optuna.Study, trial: optuna.Trial) -> int | None:
@@ -304,18 +321,23 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
     difference = _first_difference(stored, identity)
     if difference:
         key, old, new = difference
+        was = ("was made by an earlier hpo that did not record it" if old is _UNRECORDED
+               else f"was run with {old!r}")
         raise SweepError(
-            f"{key} = {new!r}: study {name!r} in {store.url} was run with {old!r}; "
+            f"{key} = {new!r}: study {name!r} in {store.url} {was}; "
             "use another study.name (or storage) rather than mixing two experiments"
         )
     return study
+
+
+_UNRECORDED = object()  # a setting missing from a stored identity
 
 
 def _first_difference(old: object, new: object, path: str = "") -> tuple | None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             found = _first_difference(
-                old.get(key), new.get(key), f"{path}.{key}" if path else key
+                old.get(key, _UNRECORDED), new.get(key), f"{path}.{key}" if path else key
             )
             if found:
                 return found
@@ -336,7 +358,7 @@ class Objective:
 
         self.build = builders.resolve(sweep.model.builder)
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial, claim: Claim) -> float:
         sweep = self.sweep
         params = sweep.search.space.suggest(trial)
         model_params, train_spec = sweep.split_params(params)
@@ -347,7 +369,7 @@ class Objective:
         if reused:
             self.progress.note(f"  reusing the finished runs of seeds {sorted(reused)}")
         objective, direction = sweep.study.objective, sweep.study.direction
-        sink = _TrialSink(trial, self.recorder, self.progress, train_spec.epochs,
+        sink = _TrialSink(trial, claim, self.recorder, self.progress, train_spec.epochs,
                           objective if sweep.search.pruner != "none" else None)
         sink.errors.update({s: r.error or "failed" for s, r in reused.items() if r.state == "FAIL"})
         histories = {s: r.history for s, r in reused.items() if r.state == "COMPLETE"}
@@ -374,25 +396,33 @@ class Objective:
         for key, value in summary.as_dict().items():
             trial.set_user_attr(key, value)
         if not objective.startswith("test_"):  # test_* is measured once, after training
-            reported = sink.reported
+            # The mean over *all* completed seeds, replacing what the pruner was shown while
+            # they trained (the first chunk's seeds when seeds train in several chunks).
+            storage = trial.study._storage
             for epoch, value in enumerate(mean_curve(curves), start=1):
-                if math.isfinite(value) and epoch not in reported:
-                    trial.report(value, epoch)
+                if math.isfinite(value):
+                    storage.set_trial_intermediate_value(trial._trial_id, epoch, value)
         self.progress.trial_finished(trial.number, summary)
         return summary.mean
 
 
 class _TrialSink:
-    """Forwards a trainer's reports to the recorder (committed per epoch) and the display.
+    """Forwards a trainer's reports to the recorder (committed per epoch, fenced by the
+    trial's claim) and the display.
 
-    With a pruner, the mean objective over the seeds that reached an epoch is reported to Optuna
-    when the trainer ends that epoch (all seeds at once when packed; the first seed's curve when
-    seeds train one after another), and a pruned trial asks the trainer to stop every seed.
+    What the pruner judges: when the trainer ends an epoch, the mean objective over the seeds it
+    is training then is reported for that epoch, once. Packed with ``pack >= repeats`` (the
+    default where they fit) that is every seed; with smaller packs it is the first chunk's seeds
+    and with ``pack = false`` the first seed alone (later chunks find their epochs reported and
+    are not judged). A pruned trial asks the trainer to stop every seed. A COMPLETE trial's
+    intermediate values are then replaced by the mean over all its completed seeds (see
+    :class:`Objective`), so later trials are judged against full means.
     """
 
-    def __init__(self, trial: optuna.Trial, recorder: Recorder, progress: Progress,
-                 epochs: int, prune_on: str | None) -> None:
-        self.trial, self.recorder, self.progress, self.epochs = trial, recorder, progress, epochs
+    def __init__(self, trial: optuna.Trial, claim: Claim, recorder: Recorder,
+                 progress: Progress, epochs: int, prune_on: str | None) -> None:
+        self.trial, self.claim, self.recorder = trial, claim, recorder
+        self.progress, self.epochs = progress, epochs
         self.prune_on = prune_on
         self.run_ids: dict[int, int] = {}
         self.errors: dict[int, str] = {}
@@ -407,11 +437,11 @@ class _TrialSink:
         return self.pruned_at is not None
 
     def run_started(self, seed: int) -> None:
-        self.run_ids[seed] = self.recorder.start_run(self.trial._trial_id, seed)
+        self.run_ids[seed] = self.recorder.start_run(self.claim, seed)
         self.progress.run_started(seed, self.epochs)
 
     def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
-        self.recorder.record_epoch(self.run_ids[seed], epoch, logs)
+        self.recorder.record_epoch(self.claim, self.run_ids[seed], epoch, logs)
         if self.prune_on is not None and self.prune_on in logs:
             self.values.setdefault(epoch, {})[seed] = logs[self.prune_on]
         self.progress.epoch_finished(seed, epoch, logs)
@@ -428,7 +458,7 @@ class _TrialSink:
 
     def run_finished(self, seed: int, error: str | None) -> None:
         state = "FAIL" if error else "PRUNED" if self.stopping else "COMPLETE"
-        self.recorder.finish_run(self.run_ids[seed], state, error)
+        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error)
         if error:
             self.errors[seed] = error
         self.progress.run_finished(seed, error)

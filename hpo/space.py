@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from hpo.errors import SweepError
+from hpo.errors import SweepError, key_path
 
 Scalar = str | int | float | bool
 
@@ -91,6 +91,9 @@ def parse_param(path: str, spec: Any) -> Param:
                     f"{path} = {spec!r}: choices must be strings, numbers or booleans, "
                     f"not {type(value).__name__}"
                 )
+            if isinstance(value, float) and math.isnan(value):
+                # nan differs from itself: no trial's value could be matched to its choice
+                raise SweepError(f"{path} = {spec!r}: choices must be numbers, not nan")
         if len(set(map(repr, spec))) != len(spec):
             raise SweepError(f"{path} = {spec!r}: choices must be distinct")
         return Categorical(tuple(spec))
@@ -98,7 +101,7 @@ def parse_param(path: str, spec: Any) -> Param:
         unknown = set(spec) - {"low", "high", "step", "log"}
         if unknown:
             raise SweepError(
-                f"{path}.{sorted(unknown)[0]}: unknown key; expected low, high, step, log"
+                f"{path}.{key_path(sorted(unknown)[0])}: unknown key; expected low, high, step, log"
             )
         for key in ("low", "high"):
             if key not in spec:
@@ -134,7 +137,8 @@ class SearchSpace(Mapping[str, Param]):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], path: str = "search.space") -> SearchSpace:
-        return cls({name: parse_param(f"{path}.{name}", spec) for name, spec in raw.items()})
+        return cls({name: parse_param(f"{path}.{key_path(name)}", spec)
+                    for name, spec in raw.items()})
 
     def __getitem__(self, name: str) -> Param:
         return self._params[name]

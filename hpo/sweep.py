@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from hpo.datasets import loaders
-from hpo.errors import SweepError
-from hpo.models import builders
-from hpo.space import Categorical, SearchSpace
+from hpo.errors import SweepError, key_path
+from hpo.models import INTEGERS, builders, integer_keywords
+from hpo.space import Categorical, Range, SearchSpace
 from hpo.training.compile import (
     LOSSES,
     METRICS,
@@ -48,6 +49,8 @@ SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "hyperband", "successive_halving")
 # Samplers whose Optuna implementation needs a package beyond Optuna's own dependencies.
 _SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
+# A study name that becomes the default database file studies/<name>.db: a plain file name.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,22 @@ class Sweep:
 
     @property
     def storage_url(self) -> str:
-        return self.study.storage or f"sqlite:///studies/{self.study.name}.db"
+        """``study.storage``, else ``sqlite:///studies/<study.name>.db``.
+
+        The default makes the name a file name, so then it must be one (else SweepError): a
+        name such as ``../../x`` or ``%2e%2e%2fx`` (SQLAlchemy decodes ``%``) would put the
+        database outside ``studies/``. With ``study.storage`` or ``--storage`` any name is
+        fine: it is only a value in Optuna's tables.
+        """
+        if self.study.storage:
+            return self.study.storage
+        if not _FILE_NAME.fullmatch(self.study.name):
+            raise _fail(
+                "study.name", self.study.name,
+                "letters, digits, '.', '_' or '-' (at most 100, not starting with '.' or '-'), "
+                "as it names the database file studies/<name>.db; or set study.storage",
+            )
+        return f"sqlite:///studies/{self.study.name}.db"
 
     @property
     def n_trials(self) -> int:
@@ -166,7 +184,15 @@ class Sweep:
         return model, train
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs of this sweep the same experiment (stored on the study)."""
+        """What makes two runs of this sweep the same experiment (stored on the study).
+
+        Everything that changes a trial's numbers or which configurations are tried: the
+        objective, data, model, training, seeds, ``min_repeats`` (whether a trial with failed
+        seeds has a value), the sampler and its seed, the pruner and the space. Not
+        ``protocol.pack`` (the speed, not the numbers), nor ``search.n_trials`` (a study may
+        be run on for more trials).
+        """
+        sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
         return {
             "study.objective": self.study.objective,
             "study.reduce": self.study.reduce,
@@ -174,7 +200,10 @@ class Sweep:
             "model": {"builder": self.model.builder, **self.model.params},
             "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
             # How seeds are packed changes the speed, not the experiment.
-            "protocol": {"repeats": self.protocol.repeats, "seed": self.protocol.seed},
+            "protocol": {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
+                         "min_repeats": self.protocol.min_repeats},
+            "search": {"sampler": self.search.sampler, "seed": sampler_seed,
+                       "pruner": self.search.pruner},
             "search.space": self.search.space.to_toml(),
         }
 
@@ -187,9 +216,17 @@ def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> Sweep:
     """Read, override and validate the sweep file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise SweepError(f"{path}: cannot read the sweep file ({exc.strerror})") from exc
+    try:
+        text = data.decode("utf-8")  # TOML is UTF-8, whatever the locale says
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SweepError(
+            f"{path}: byte {data[exc.start:exc.start + 1]!r} on line {line} is not UTF-8; "
+            "expected a TOML file in UTF-8 (save it as UTF-8)"
+        ) from exc
     return parse_sweep(text, overrides, source=str(path))
 
 
@@ -219,7 +256,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         table = table.setdefault(part, {})
         if not isinstance(table, dict):
             raise SweepError(
-                f"--set {override!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+                f"--set {override!r}: {key_path(*parts[: i + 1])} is a value, not a section"
             )
     table[parts[-1]] = value
 
@@ -302,10 +339,12 @@ def _early_stopping(path: str, value: Any) -> dict[str, Any]:
         raise _fail(path, value, "a table {monitor, patience, restore_best_weights, min_delta}")
     for key, item in value.items():
         if key not in _EARLY_STOPPING:
-            raise SweepError(f"{path}.{key}: unknown key; expected one of "
+            raise SweepError(f"{path}.{key_path(key)}: unknown key; expected one of "
                              + ", ".join(_EARLY_STOPPING))
         if key == "min_delta":
-            if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+            if isinstance(item, bool) or not isinstance(item, int | float) or not (
+                math.isfinite(item) and item >= 0
+            ):
                 raise _fail(f"{path}.{key}", item, "a number >= 0")
         else:
             _EARLY_STOPPING[key](f"{path}.{key}", item)
@@ -333,7 +372,7 @@ def _storage(path: str, value: Any) -> str:
     _string(path, value)
     try:
         make_url(value)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise _fail(path, value, "an SQLAlchemy URL such as sqlite:///studies/x.db") from exc
     return value
 
@@ -408,7 +447,7 @@ def _section(raw: dict[str, Any], name: str, extra: Iterable[str] = ()) -> dict[
     for key in table:
         if key not in schema and key not in extra:
             raise SweepError(
-                f"{name}.{key}: unknown key; expected one of "
+                f"{key_path(name, key)}: unknown key; expected one of "
                 + ", ".join([*schema, *extra])
             )
     values = {}
@@ -427,7 +466,8 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
     for section in raw:
         if section not in known:
             raise SweepError(
-                f"[{section}]: unknown section; expected " + ", ".join(f"[{s}]" for s in known)
+                f"[{key_path(section)}]: unknown section; expected "
+                + ", ".join(f"[{s}]" for s in known)
             )
 
     study = StudySpec(**_section(raw, "study"))
@@ -442,6 +482,9 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
         raise SweepError("model.builder: missing; this key is required")
     builder = _registered(builders)("model.builder", model_table["builder"])
     model = ModelSpec(builder, {k: v for k, v in model_table.items() if k != "builder"})
+    for key, value in model.params.items():
+        _keyword(key_path("model", key), key)
+        _builder_value(key_path("model", key), value)
 
     search_values = _section(raw, "search", extra=("space",))
     space_table = raw.get("search", {}).get("space", {})
@@ -456,6 +499,7 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
         raise _fail("protocol.min_repeats", protocol.min_repeats,
                     f"an integer from 1 to protocol.repeats = {protocol.repeats}")
     _check_space(space, train)
+    _check_integer_keywords(model, space, space_table)
     _check_search(search)
     _check_targets(train)
     sweep = Sweep(study, data, model, train, protocol, search, source)
@@ -476,12 +520,44 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
     return sweep
 
 
+def _keyword(path: str, name: str) -> str:
+    """A builder keyword (a ``[model]`` key or a searched name) is a Python identifier."""
+    if not name.isidentifier():
+        raise SweepError(f"{path}: expected a Python identifier, as it is passed to the "
+                         "builder as a keyword argument")
+    return name
+
+
+def _builder_value(path: str, value: Any) -> Any:
+    """A fixed builder keyword's value: TOML's strings, numbers, booleans, lists and tables,
+    but not dates and times (no builder takes one; the stored sweep is JSON) nor nan (it
+    differs from itself, so a study holding it could never be resumed)."""
+    def ok(item: Any) -> bool:
+        if isinstance(item, list):
+            return all(map(ok, item))
+        if isinstance(item, dict):
+            return all(map(ok, item.values()))
+        if isinstance(item, float):
+            return not math.isnan(item)
+        return isinstance(item, str | int)
+
+    if not ok(value):
+        raise _fail(path, value, "strings, numbers (not nan), booleans, or lists or tables of "
+                                 "them; no dates or times")
+    return value
+
+
 def _check_space(space: SearchSpace, train: TrainSpec) -> None:
+    train_keys = {f.name for f in dataclasses.fields(TrainSpec)}
     for name, param in space.items():
-        path = f"search.space.{name}"
-        if name in ("builder", "metrics"):
-            raise SweepError(f"{path}: {name!r} cannot be searched; set it in its section")
+        path = key_path("search", "space", name)
+        if name in ("builder", "metrics") or (
+            name in train_keys and name not in _SWEEPABLE_TRAIN
+        ):
+            raise SweepError(f"{path}: {name!r} cannot be searched; set it in its section "
+                             "(searchable [train] keys: " + ", ".join(_SWEEPABLE_TRAIN) + ")")
         if name not in _SWEEPABLE_TRAIN:
+            _keyword(path, name)
             continue  # a builder keyword: the builder judges its values
         check = _SECTIONS["train"][name][0]
         for value in param.values():
@@ -489,6 +565,41 @@ def _check_space(space: SearchSpace, train: TrainSpec) -> None:
         if name == "loss":
             for loss in param.values():
                 _check_targets(dataclasses.replace(train, loss=loss), path)
+
+
+def _check_integer_keywords(model: ModelSpec, space: SearchSpace,
+                            space_table: Mapping[str, Any]) -> None:
+    """Integers for the builder's keywords annotated ``int`` (or ``Sequence[int]``), fixed or
+    searched: ``width = 2.5`` or ``{low = 1.5, high = 4.0}`` would otherwise reach the builder
+    as a float, silently truncated or refused only when a trial runs."""
+    kinds = integer_keywords(builders.resolve(model.builder))
+    for name, value in model.params.items():
+        if name in kinds:
+            _integer_keyword(key_path("model", name), value, kinds[name], model.builder, name)
+    for name, param in space.items():
+        if name not in kinds or name in _SWEEPABLE_TRAIN:
+            continue
+        path = key_path("search", "space", name)
+        if isinstance(param, Range) and (kinds[name] == INTEGERS or not param.is_int):
+            allowed = "an integer range (low, high and step integers)"
+            if kinds[name] == INTEGERS:
+                allowed = "a list of integers, which cannot be a search choice"
+            raise _fail(path, space_table[name],
+                        f"{allowed}, as builder {model.builder!r} annotates {name}")
+        for value in param.values():
+            _integer_keyword(path, value, kinds[name], model.builder, name)
+
+
+def _integer_keyword(path: str, value: Any, kind: str, builder: str, name: str) -> None:
+    def integer(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    if kind == INTEGERS:
+        good = isinstance(value, list) and all(map(integer, value))
+    else:
+        good = integer(value)
+    if not good:
+        raise _fail(path, value, f"{kind}, as builder {builder!r} annotates {name}")
 
 
 def _check_search(search: SearchSpec) -> None:

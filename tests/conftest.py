@@ -48,6 +48,16 @@ width = [4, 16]
 """
 
 
+def require(module: str, reason: str):
+    """Import an optional dependency, skipping the test without it, except under CI: CI
+    installs every extra, so a missing one there is a failure rather than a silent skip."""
+    if os.environ.get("CI"):
+        import importlib
+
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=reason)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _require_data() -> None:
     data_dir = os.environ.get("HPO_DATA_DIR")
@@ -149,3 +159,46 @@ class CollectSink:
     def run_finished(self, seed, error):
         if error:
             self.errors[seed] = error
+
+
+def study_contents(url: str, study: str = "small") -> dict:
+    """What a study holds, for comparing a recovered study with an uninterrupted one: every run's
+    final metrics, every trial's statistics and intermediate values, and the row counts."""
+    import optuna
+    import sqlalchemy as sa
+
+    from hpo import Results
+
+    with Results(url) as r:
+        runs = r.runs(study).set_index(["trial", "seed"]).sort_index()
+        trials = r.trials(study).set_index("number").sort_index()
+        values = {t.number: t.intermediate_values
+                  for t in optuna.load_study(study_name=study, storage=r.store.optuna).trials}
+        with r.store.engine.connect() as conn:
+            per_trial = conn.execute(sa.text(
+                "SELECT t.number, COUNT(*), SUM(CASE WHEN r.state = 'COMPLETE' THEN 1 ELSE 0 END)"
+                " FROM hpo_runs r JOIN trials t ON t.trial_id = r.trial_id"
+                " GROUP BY t.number ORDER BY t.number")).all()
+            epochs = conn.execute(sa.text("SELECT COUNT(*) FROM hpo_epochs")).scalar()
+    return {"runs": runs, "trials": trials, "intermediate": values,
+            "per_trial": [tuple(row) for row in per_trial], "epochs": epochs}
+
+
+def assert_same_study(got: dict, expected: dict) -> None:
+    """Equal to the last bit that training repeats exactly: states, counts, values."""
+    assert got["per_trial"] == expected["per_trial"]
+    assert got["epochs"] == expected["epochs"]
+    assert list(got["runs"].index) == list(expected["runs"].index)
+    assert (got["runs"]["state"] == "COMPLETE").all()
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert got["runs"][metric].to_numpy() == pytest.approx(
+            expected["runs"][metric].to_numpy(), abs=1e-6)
+    columns = ["state", "n", "value", "mean", "std", "ci95_low", "ci95_high"]
+    assert got["trials"]["state"].tolist() == expected["trials"]["state"].tolist()
+    assert got["trials"]["n"].tolist() == expected["trials"]["n"].tolist()
+    for column in columns[2:]:
+        assert got["trials"][column].to_numpy() == pytest.approx(
+            expected["trials"][column].to_numpy(), abs=1e-6)
+    assert got["intermediate"].keys() == expected["intermediate"].keys()
+    for trial, values in expected["intermediate"].items():
+        assert got["intermediate"][trial] == pytest.approx(values, abs=1e-6)

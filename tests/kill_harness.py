@@ -8,6 +8,8 @@
 - ``trial-end``: Optuna's COMPLETE state of a trial committed; SIGKILL before the next
   statement (between trials)
 - ``interrupt``: like ``epoch`` but SIGINT (Ctrl-C) instead of SIGKILL
+- ``stop``: like ``epoch`` but SIGSTOP: the process freezes (every thread, its heartbeat too)
+  until someone sends SIGCONT, as a suspended laptop or a stalled machine would
 
 The kill is real (the kernel ends the process, nothing is flushed); the hooks only choose when.
 """
@@ -61,8 +63,8 @@ def _after(conn, cursor, statement, parameters, context, executemany):
 def _commit(conn):
     global armed
     marks = {key for key in ("epoch", "run-end", "trial-end") if conn.info.pop(key, False)}
-    if POINT in ("epoch", "interrupt") and "epoch" in marks and _count():
-        sig = signal.SIGINT if POINT == "interrupt" else signal.SIGKILL
+    if POINT in ("epoch", "interrupt", "stop") and "epoch" in marks and _count():
+        sig = {"interrupt": signal.SIGINT, "stop": signal.SIGSTOP}.get(POINT, signal.SIGKILL)
         threading.Timer(0.05, _kill, (sig,)).start()
     elif POINT in marks and _count():
         armed = True

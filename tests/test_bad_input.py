@@ -2,7 +2,8 @@
 
 Every case runs the real ``hpo`` command line (in this process, for speed) on a copy of the small
 sweep. Where a study already exists, its database must read the same afterwards (SQL dump); else
-no database file may appear.
+no database file may appear. Cases marked ``DEFAULT_STORAGE`` run without ``--storage``: neither
+``studies/`` nor any database beside the working directory may appear.
 """
 
 from __future__ import annotations
@@ -85,6 +86,37 @@ CASES = [
      "was created with 'maximize'"),
     ("other-settings", None, ["EXISTING", "--set", "train.epochs=5"],
      "train.epochs = 5: study 'small'"),
+    # Settings that change the numbers are part of the study: a resume with others is refused.
+    ("other-pruner", None, ["EXISTING", "--set", "search.pruner='median'"],
+     "search.pruner = 'median': study 'small'"),
+    ("other-sampler", None, ["EXISTING", "--set", "search.sampler='random'", "--set",
+                             "search.n_trials=2"], "search.sampler = 'random': study 'small'"),
+    ("other-sampler-seed", None, ["EXISTING", "--set", "search.seed=7"],
+     "search.seed = 7: study 'small'"),
+    ("other-min-repeats", None, ["EXISTING", "--set", "protocol.min_repeats=2"],
+     "protocol.min_repeats = 2: study 'small'"),
+    ("not-utf-8", SMALL_SWEEP.encode().replace(b"limit_train", b"# caf\xe9\nlimit_train"), [],
+     "byte b'\\xe9' on line 9 is not UTF-8"),
+    ("name-leaves-studies", None, ["DEFAULT_STORAGE", "--set", "study.name='../../x'"],
+     "study.name = '../../x': expected letters, digits"),
+    ("name-url-escaped", None, ["DEFAULT_STORAGE", "--set", "study.name='%2e%2e%2fx'"],
+     "study.name = '%2e%2e%2fx'"),
+    ("name-hidden", None, ["DEFAULT_STORAGE", "--set", "study.name='.x'"], "study.name = '.x'"),
+    # Integer keywords of the builders (annotated int) take integers, fixed or searched.
+    ("width-float", None, ["--set", "model.width=2.5"],
+     "model.width = 2.5: expected an integer, as builder 'mlp' annotates width"),
+    ("width-float-choice", None, ["--set", "search.space.width=[2.5, 4]"],
+     "search.space.width = 2.5: expected an integer"),
+    ("width-float-range", None, ["--set", "search.space.width={low=1.5, high=4.0}", "--set",
+                                 "search.sampler='random'", "--set", "search.n_trials=2"],
+     "search.space.width = {'low': 1.5, 'high': 4.0}: expected an integer range"),
+    ("hidden-floats", None, ["--set", "model.hidden=[32.5]"],
+     "model.hidden = [32.5]: expected a list of integers"),
+    ("num-heads-float", None, ["--set", "model.builder='transformer'", "--set",
+                               "model.num_heads=2.5"],
+     "model.num_heads = 2.5: expected an integer"),
+    ("layer-width-float", None, ["--set", "model.layers=2", "--set", "model.width_2=8.5"],
+     "width_2 = 8.5: expected an integer"),
 ]
 
 
@@ -112,8 +144,12 @@ def test_bad_input_is_one_line_exit_2_and_no_change(workdir, monkeypatch, capsys
                                                    expected):
     args = list(args)
     sweep = workdir / "sweep.toml"
-    sweep.write_text(text or SMALL_SWEEP)
+    if isinstance(text, bytes):
+        sweep.write_bytes(text)
+    else:
+        sweep.write_text(text or SMALL_SWEEP)
     db = workdir / "study.db"
+    beside = set(workdir.parent.glob("*.db"))  # where studies/../../x.db would land
     before = None
     if "EXISTING" in args:
         args = [a for a in args if a != "EXISTING"]
@@ -123,7 +159,10 @@ def test_bad_input_is_one_line_exit_2_and_no_change(workdir, monkeypatch, capsys
         name, value = arg.removeprefix("ENV:").split("=")
         monkeypatch.setenv(name, str(workdir / value))
         args.remove(arg)
-    if "--storage" not in args:
+    default_storage = "DEFAULT_STORAGE" in args
+    if default_storage:
+        args.remove("DEFAULT_STORAGE")
+    elif "--storage" not in args:
         args = [*args, "--storage", f"sqlite:///{db}"]
     code = main(["run", str(sweep), *args])
     err = capsys.readouterr().err
@@ -136,6 +175,9 @@ def test_bad_input_is_one_line_exit_2_and_no_change(workdir, monkeypatch, capsys
         assert not db.exists()
     else:
         assert dump(db) == before
+    if default_storage:
+        assert not (workdir / "studies").exists()
+        assert set(workdir.parent.glob("*.db")) == beside
 
 
 def test_debug_shows_the_traceback(workdir, sweep_file):

@@ -13,7 +13,9 @@ import urllib.request
 
 import pytest
 
-pytest.importorskip("optuna_dashboard", reason="needs the dashboard extra")
+from conftest import require
+
+require("optuna_dashboard", reason="needs the dashboard extra")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from study_edits import copy_study, fail_seed
 
 from hpo import Results
 from hpo.plots import KINDS, plot
@@ -66,3 +67,32 @@ def _check_png(fig, path):
     fig.savefig(path, dpi=80)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_seeds_and_param_plots_use_the_complete_seeds_and_mark_the_left_out(small_study,
+                                                                            tmp_path):
+    _, url = small_study
+    copy = copy_study(url, tmp_path)
+    with Results(copy) as r:
+        trials = r.trials("small")
+        worse = int(trials.sort_values("value").iloc[0]["number"])
+        fail_seed(copy, "small", worse, 1, diverged=False)  # FAIL, its values kept
+        values = r.seed_table("small", states=None)
+        seeds_ax = plot(r, "small", "seeds").axes[0]
+        param_ax = plot(r, "small", "param").axes[0]
+    mine = values[values["trial"] == worse].set_index("seed")["value"]
+    complete_mean = mine[[0, 2]].mean()
+    assert complete_mean != pytest.approx(mine.mean())  # the failed seed would move the mean
+    position = trials["number"].tolist().index(worse)
+    means = [c.lines[0].get_ydata()[0] for c in seeds_ax.containers]
+    assert means[position] == pytest.approx(complete_mean)
+    (marked,) = [c for c in seeds_ax.collections
+                 if c.get_label() == "run not COMPLETE (left out)"]
+    assert marked.get_offsets()[:, 1].tolist() == pytest.approx([mine[1]])
+    width = trials.set_index("number").loc[worse, "width"]
+    validation = param_ax.containers[0].lines[0]  # validation first, then train
+    at = validation.get_xdata().tolist().index(width)
+    assert validation.get_ydata()[at] == pytest.approx(complete_mean)
+    assert [t.get_text() for t in param_ax.get_legend().get_texts()] == [
+        "validation: mean ± 95 % CI over COMPLETE seeds",
+        "train: mean ± 95 % CI over COMPLETE seeds"]

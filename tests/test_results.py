@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from study_edits import copy_study, fail_seed
 
 from hpo import Results, SweepError, parse_sweep, run_sweep
 
@@ -94,3 +96,127 @@ def test_hostile_names_reach_sql_only_as_parameters(sqlite_url):
         with pytest.raises(SweepError, match="not in"):
             r.trials("y' OR '1'='1")
         assert len(r.epochs(hostile)) == 4  # nothing was dropped or deleted
+
+
+# --- One sample for every statistic: the COMPLETE runs; a diverged run ends on NaN ---
+
+
+@pytest.fixture(scope="module")
+def diverged(small_study, tmp_path_factory):
+    """A copy of the small study whose worse trial lost seed 1 in its last epoch: the run is FAIL
+    and that epoch's values NULL, the trial's statistics over its 2 COMPLETE seeds (what the
+    runner stores with min_repeats = 2). Returns (url, that trial's number)."""
+    _, url = small_study
+    copy = copy_study(url, tmp_path_factory.mktemp("diverged"))
+    with Results(copy) as r:
+        worse = int(r.trials("small").sort_values("value").iloc[0]["number"])
+    fail_seed(copy, "small", worse, 1)
+    return copy, worse
+
+
+def test_runs_show_a_diverged_runs_final_value_as_nan(diverged):
+    url, worse = diverged
+    with Results(url) as r:
+        runs, epochs = r.runs("small").set_index(["trial", "seed"]), r.epochs("small")
+    run = runs.loc[(worse, 1)]
+    assert run["state"] == "FAIL" and run["epochs"] == 2
+    assert np.isnan(run["val_accuracy"]) and np.isnan(run["loss"])
+    # Its first epoch is finite: pandas' groupby().last() would have shown that value instead.
+    first = epochs[(epochs["trial"] == worse) & (epochs["seed"] == 1) & (epochs["epoch"] == 1)]
+    assert first["value"].notna().all() and len(first) == 4
+    others = runs.drop(index=(worse, 1))
+    assert others[["loss", "accuracy", "val_loss", "val_accuracy"]].notna().all().all()
+
+
+def test_the_seed_table_holds_complete_runs_and_left_out_seeds_name_the_others(diverged):
+    url, worse = diverged
+    with Results(url) as r:
+        table, every = r.seed_table("small"), r.seed_table("small", states=None)
+        left_out = r.left_out_seeds("small")
+    assert set(table["state"]) == {"COMPLETE"} and len(table) == 5
+    assert (worse, 1) not in set(zip(table["trial"], table["seed"], strict=True))
+    dropped = every[(every["trial"] == worse) & (every["seed"] == 1)]
+    assert dropped["state"].tolist() == ["FAIL"] and dropped["value"].isna().all()
+    assert left_out.to_dict("records") == [
+        {"trial": worse, "seed": 1, "state": "FAIL", "error": "loss became NaN"}]
+
+
+def test_the_trials_statistics_are_over_the_seed_tables_sample(small_study):
+    _, url = small_study  # as the runner wrote them, untouched
+    with Results(url) as r:
+        trials, table = r.trials("small"), r.seed_table("small")
+    for row in trials.itertuples():
+        values = table.loc[table["trial"] == row.number].sort_values("seed")["value"]
+        assert row.n == len(values) == 3
+        assert row.mean == pytest.approx(values.mean()) and row.value == row.mean
+        assert row.std == pytest.approx(values.std(ddof=1))
+
+
+def test_compare_leaves_a_failed_seed_out_as_the_trials_own_statistics_do(diverged):
+    url, worse = diverged
+    with Results(url) as r:
+        best = 1 - worse
+        result, trials = r.compare("small", best, worse), r.trials("small").set_index("number")
+        b = r.seed_values("small", worse)
+    assert sorted(b) == [0, 2] and result["n_b"] == trials.loc[worse, "n"] == 2
+    assert result["mean_b"] == pytest.approx(trials.loc[worse, "mean"])
+    assert result["paired_n"] == 2
+
+
+def _expected_compare_all(r: Results, study: str, alpha: float) -> pd.DataFrame:
+    """compare_all recomputed along another path: final values from ``runs`` (COMPLETE runs,
+    last epoch), the best from Optuna's trial values, then scipy and statsmodels directly."""
+    trials = r.trials(study)
+    complete = trials[trials["state"] == "COMPLETE"]
+    best = int(complete.loc[complete["value"].idxmax(), "number"])
+    runs = r.runs(study)
+    runs = runs[runs["state"] == "COMPLETE"]
+    values = {t: g.set_index("seed")["val_accuracy"] for t, g in runs.groupby("trial")}
+    rows = []
+    for trial in sorted(int(t) for t in complete["number"] if t != best):
+        common = sorted(set(values[trial].index) & set(values[best].index))
+        x, y = values[trial][common].to_numpy(), values[best][common].to_numpy()
+        test = stats.ttest_rel(x, y)
+        ci = test.confidence_interval(0.95)
+        rows.append({"trial": trial, "n": len(common), "diff": (x - y).mean(),
+                     "diff_ci95_low": ci.low, "diff_ci95_high": ci.high, "p": test.pvalue})
+    frame = pd.DataFrame(rows)
+    reject, frame["p_holm"], _, _ = multipletests(frame["p"], alpha=alpha, method="holm")
+    frame["verdict"] = [
+        ("worse" if d < 0 else "better") + f" (p_holm={p:.2g})" if rejected
+        else f"not distinguishable (p_holm={p:.2g})"
+        for d, p, rejected in zip(frame["diff"], frame["p_holm"], reject, strict=True)]
+    frame.attrs["best"] = best
+    return frame
+
+
+@pytest.mark.parametrize("study", ["small_study", "diverged"])
+def test_compare_all_equals_scipy_and_statsmodels_on_the_complete_runs(study, request):
+    url = {"small_study": lambda f: f[1], "diverged": lambda f: f[0]}[study](
+        request.getfixturevalue(study))
+    with Results(url) as r:
+        got = r.compare_all("small")
+        loose = r.compare_all("small", alpha=0.5)
+        expected = _expected_compare_all(r, "small", 0.05)
+    assert got.attrs["best"] == expected.attrs["best"] and (got["best"] == got.attrs["best"]).all()
+    assert got["test"].tolist() == ["paired"] * len(expected)
+    for column in ("trial", "n", "diff", "diff_ci95_low", "diff_ci95_high", "p", "p_holm"):
+        assert got[column].tolist() == pytest.approx(expected[column].tolist()), column
+    assert got["verdict"].tolist() == expected["verdict"].tolist()
+    assert loose["p_holm"].tolist() == got["p_holm"].tolist()  # alpha changes verdicts only
+
+
+def test_compare_all_minimizes_a_loss_when_told_and_refuses_bad_input(small_study):
+    _, url = small_study
+    with Results(url) as r:
+        losses = r.compare_all("small", metric="val_loss", direction="minimize")
+        means = r.seed_table("small", "val_loss").groupby("trial")["value"].mean()
+        assert losses.attrs["best"] == means.idxmin()
+        assert (losses["diff"] > 0).all()  # every other trial's loss is above the best's
+        for alpha in (0, 1, 1.5, -0.01):
+            with pytest.raises(SweepError, match=f"alpha = {alpha}: expected a number between"):
+                r.compare_all("small", alpha=alpha)
+        with pytest.raises(SweepError, match="direction = 'up'"):
+            r.compare_all("small", direction="up")
+        with pytest.raises(SweepError, match="trial 7: not a trial of study 'small'"):
+            r.compare("small", 0, 7)

@@ -1,8 +1,10 @@
 """Kill -9 and Ctrl-C, then resume: nothing recorded is lost, nothing is counted twice.
 
 Each stage runs the real ``hpo`` command in a subprocess that kills itself at a chosen point (see
-``kill_harness.py``); the next stage resumes the same study. The runs being deterministic, the
-resumed study must hold exactly what an uninterrupted sweep holds.
+``kill_harness.py``); the next stage resumes the same study, in another time zone (west and east
+of UTC by turns: leases and staleness must not depend on the processes' clocks). The runs being
+deterministic, the resumed study must hold exactly what an uninterrupted sweep holds, run by run
+and trial by trial (value, n, spread, CI, intermediate values).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from hpo import Results
+from conftest import assert_same_study, study_contents
 
 HARNESS = Path(__file__).with_name("kill_harness.py")
 
 
-def hpo(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+ZONES = ["America/New_York", "Asia/Tokyo"]
+
+
+def hpo(args: list[str], kill_at: str | None = None,
+        tz: str = "America/New_York") -> subprocess.CompletedProcess:
+    env = {**os.environ, "TZ": tz}
     if kill_at:
         env["HPO_KILL_AT"] = kill_at
     command = [sys.executable, str(HARNESS)] if kill_at else [sys.executable, "-m", "hpo"]
@@ -30,17 +36,11 @@ def hpo(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProc
                           timeout=600)
 
 
-def final_metrics(url: str, study: str):
-    with Results(url) as r:
-        runs = r.runs(study)
-    return runs.set_index(["trial", "seed"]).sort_index()
-
-
 @pytest.fixture(scope="module")
 def reference(small_study):
     """The same sweep, uninterrupted (solo and packed seeds give the same numbers)."""
     _, url = small_study
-    return final_metrics(url, "small")
+    return study_contents(url)
 
 
 def integrity(db: Path) -> tuple:
@@ -50,20 +50,10 @@ def integrity(db: Path) -> tuple:
 
 def assert_complete_and_equal(db: Path, reference) -> None:
     assert integrity(db) == ("ok",)
-    with sqlite3.connect(db) as conn:
-        states = conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall()
-        per_trial = conn.execute(
-            "SELECT trial_id, COUNT(*), SUM(state = 'COMPLETE') FROM hpo_runs GROUP BY trial_id"
-        ).fetchall()
-        epochs = conn.execute("SELECT COUNT(*) FROM hpo_epochs").fetchone()[0]
-    assert states == [("COMPLETE", 2)]
-    assert [(n, done) for _, n, done in per_trial] == [(3, 3), (3, 3)]
-    assert epochs == 2 * 3 * 2 * 4  # trials × seeds × epochs × (loss, accuracy, val_*)
-    resumed = final_metrics(f"sqlite:///{db}", "small")
-    assert list(resumed.index) == list(reference.index)
-    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert resumed[metric].to_numpy() == pytest.approx(reference[metric].to_numpy(),
-                                                           abs=1e-6)
+    resumed = study_contents(f"sqlite:///{db}")
+    assert resumed["per_trial"] == [(0, 3, 3), (1, 3, 3)]
+    assert resumed["epochs"] == 2 * 3 * 2 * 4  # trials × seeds × epochs × (loss, acc, val_*)
+    assert_same_study(resumed, reference)
 
 
 def test_killed_at_every_point_then_resumed_equals_an_uninterrupted_sweep(
@@ -80,8 +70,8 @@ def test_killed_at_every_point_then_resumed_equals_an_uninterrupted_sweep(
         ("epoch-write:1", killed),  # during the first write of trial 1
     ]
     seed0_run = None
-    for stage, code in stages:
-        done = hpo(args, kill_at=stage)
+    for number, (stage, code) in enumerate(stages):
+        done = hpo(args, kill_at=stage, tz=ZONES[number % 2])
         assert done.returncode == code, (stage, done.stderr[-2000:])
         assert integrity(db) == ("ok",)
         with sqlite3.connect(db) as conn:
@@ -95,7 +85,7 @@ def test_killed_at_every_point_then_resumed_equals_an_uninterrupted_sweep(
             assert done.stderr.strip().splitlines()[-1] == (
                 "hpo: interrupted; run the same command again to resume")
             assert runs == [(0, "COMPLETE"), (1, "INTERRUPTED")]
-    finished = hpo(args)
+    finished = hpo(args, tz="Asia/Tokyo")
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "resuming trial #1" in finished.stdout
     assert_complete_and_equal(db, reference)
@@ -104,8 +94,8 @@ def test_killed_at_every_point_then_resumed_equals_an_uninterrupted_sweep(
 def test_packed_seeds_killed_during_training_are_retrained(tmp_path, sweep_file, reference):
     db = tmp_path / "study.db"
     args = ["run", str(sweep_file), "--storage", f"sqlite:///{db}"]
-    assert hpo(args, kill_at="epoch:4").returncode == -signal.SIGKILL
-    finished = hpo(args)
+    assert hpo(args, kill_at="epoch:4", tz="Asia/Tokyo").returncode == -signal.SIGKILL
+    finished = hpo(args, tz="America/Los_Angeles")
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "resuming trial #0" in finished.stdout
     assert_complete_and_equal(db, reference)

@@ -59,12 +59,18 @@ def test_intermediate_values_are_the_mean_learning_curve(small_study):
         assert trial.user_attrs["seeds"] == [0, 1, 2]
 
 
-def test_widths_are_the_grid_and_wider_is_better_here(small_study):
+def test_widths_are_the_grid_and_reach_the_model(small_study):
     _, url = small_study
     with Results(url) as r:
         trials = r.trials("small").set_index("width")
     assert sorted(trials.index) == [4, 16]
-    assert trials.loc[16, "value"] > 0.5  # learning happened on 300 examples in 2 epochs
+    # Same seeds, same data: only the width differs, and 16 hidden units learn more than 4 in
+    # every seed (a width that never reached the model would give equal values).
+    with Results(url) as r:
+        table = r.seed_table("small")
+    per_seed = table.pivot(index="seed", columns="trial", values="value")
+    wide, narrow = trials.loc[16, "number"], trials.loc[4, "number"]
+    assert (per_seed[wide] > per_seed[narrow]).all()
 
 
 def test_rerunning_a_finished_grid_runs_nothing(small_study):
@@ -167,3 +173,36 @@ def test_runs_carry_the_final_value_of_each_metric(small_study):
     merged = runs.set_index(["trial", "seed"])
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert np.allclose(merged[metric], last[metric].loc[merged.index])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_worker_that_asks_past_the_end_of_the_grid_skips_the_duplicate(backend, sqlite_url,
+                                                                         request):
+    """Two workers both see one grid point left and both ask: the second gets a point the
+    first holds, and is marked skipped instead of training it again."""
+    url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    from hpo.progress import NullProgress
+    from hpo.runner import Objective, _run_trial, load_data, open_study
+    from hpo.store import Store
+    from hpo.store.lease import Leases
+    from hpo.store.recorder import Recorder
+
+    sweep = parse_sweep(SMALL_SWEEP, ["search.space.width=[4]", "protocol.repeats=1",
+                                      "train.epochs=1", "data.limit_train=64"])
+    store = Store.open(url, create=True)
+    study = open_study(sweep, store)
+    first, second = study.ask(), study.ask()  # the race: both asked before either trained
+    leases, progress = Leases(store.engine), NullProgress()
+    progress.sweep_started(sweep, 1, 0)
+    objective = Objective(sweep, load_data(sweep), Recorder(store.engine), progress)
+    for trial in (second, first):
+        _run_trial(study, trial, leases.take(trial._trial_id), objective, leases, progress)
+    store.dispose()
+    with Results(url) as r:
+        trials, runs = r.trials("small"), r.runs("small")
+    assert trials["number"].tolist() == [0] and trials["state"].tolist() == ["COMPLETE"]
+    assert runs["trial"].tolist() == [0]  # the duplicate trained nothing
+    held, skipped = optuna.load_study(study_name="small", storage=url).trials
+    assert held.system_attrs["grid_id"] == skipped.system_attrs["grid_id"]  # one point, twice
+    assert skipped.state == optuna.trial.TrialState.FAIL
+    assert skipped.user_attrs["hpo.skipped"] == "grid point of trial 0"

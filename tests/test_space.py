@@ -47,6 +47,7 @@ def test_suggest_draws_inside_the_space():
         ({"low": 0, "high": 1, "stp": 1}, "unknown key"),
         ([[1], [2]], "strings, numbers or booleans"),
         ([1, 1], "distinct"),
+        ([1.0, float("nan")], "not nan"),
         (5, "expected a list of choices or a table"),
     ],
 )
@@ -54,3 +55,12 @@ def test_bad_specs_name_the_key(spec, message):
     with pytest.raises(SweepError, match="search.space.x") as info:
         SearchSpace.parse({"x": spec})
     assert message in str(info.value)
+
+
+def test_a_name_with_a_line_break_is_quoted_so_the_message_stays_one_line():
+    with pytest.raises(SweepError) as info:
+        SearchSpace.parse({"a\nb": 5, "ok": {"low": 0, "high": 1, "x\ny": 2}})
+    assert str(info.value).startswith("search.space.'a\\nb' = 5: expected a list")
+    with pytest.raises(SweepError) as info:
+        SearchSpace.parse({"ok": {"low": 0, "high": 1, "x\ny": 2}})
+    assert str(info.value).startswith("search.space.ok.'x\\ny': unknown key")

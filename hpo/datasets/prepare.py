@@ -71,6 +71,9 @@ class DataSource:
             ) from exc
         x_train, y_train, x_test, y_test = map(np.asarray, (x_train, y_train, x_test, y_test))
         y_train, y_test = _labels(spec, y_train), _labels(spec, y_test)
+        # The classes of the whole dataset, not of the limited slices: 20 examples without a 9
+        # are still a 10-class problem (the output layer, one-hot targets, the metrics).
+        self.n_classes = int(max(y_train.max(), y_test.max())) + 1
         if spec.limit_train:
             x_train, y_train = x_train[: spec.limit_train], y_train[: spec.limit_train]
         if spec.limit_test:
@@ -84,7 +87,6 @@ class DataSource:
         self.n_train, self.n_test = len(x_train), len(x_test)
         self.x = np.concatenate([x_train, x_test])
         self.y = np.concatenate([y_train, y_test])
-        self.n_classes = int(self.y.max()) + 1
         self.input_shape = tuple(self.x.shape[1:])
         if spec.validation != "test":
             n_val = int(self.n_train * spec.validation)
@@ -122,6 +124,8 @@ class DataSource:
 
 
 def _labels(spec: DataSpec, y: np.ndarray) -> np.ndarray:
+    if y.ndim == 0 or len(y) == 0:
+        raise SweepError(f"data.dataset = {spec.dataset!r}: the loader returned no examples")
     y = y.reshape(len(y), -1)
     if y.shape[1] != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise SweepError(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # imported when called: reading the signature stays fast
+    import keras
 
 
 def build(
@@ -36,6 +38,8 @@ def build(
         convs = [(32, "valid", True), (64, "valid", True), (64, "valid", False)]
     else:
         convs = [(32, "valid", True), (64, "same", True), (128, "same", True), (128, "same", True)]
+    import keras
+
     inputs = keras.Input(shape=tuple(input_shape))
     x = inputs
     for filters, padding, pool in convs:

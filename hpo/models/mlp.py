@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # imported when called: reading the signature stays fast
+    import keras
 
 
 def build(
@@ -41,9 +44,13 @@ def build(
                 f"unexpected keyword {key!r}; expected width_1..width_{len(hidden)} or hidden, "
                 "width, layers, activation, dropout, output_activation"
             )
-        hidden[int(index) - 1] = int(value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{key} = {value!r}: expected an integer (one layer's width)")
+        hidden[int(index) - 1] = value
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout = {dropout!r}: expected 0 <= dropout < 1")
+    import keras
+
     inputs = keras.Input(shape=tuple(input_shape))
     x = keras.layers.Flatten()(inputs)
     for units in hidden:

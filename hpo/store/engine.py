@@ -26,10 +26,11 @@ def _lost_creation_race(exc: Exception) -> bool:
         "already exists" in text or "duplicate key" in text)
 
 
-@sa.event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    # Every SQLite connection of this process (Optuna's too): cascades from Optuna's trials to
-    # hpo's runs need foreign keys on; WAL lets readers and several writers share the file.
+    # hpo's own SQLite connections only (listened on its engines, never on SQLAlchemy's Engine
+    # class: other databases of the user's process keep their settings). WAL, which lets readers
+    # and several writers share the file, is a property of the file and stays for Optuna's
+    # connections too; deletions cascade through triggers (schema.py) whatever the connection.
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -37,6 +38,12 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+def _engine(url: str) -> Engine:
+    engine = sa.create_engine(url, **_engine_kwargs(url))
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -68,7 +75,9 @@ class Store:
                 raise SweepError(f"storage {url!r}: no database file at {path}")
         for attempt in range(_CREATE_ATTEMPTS):
             try:
-                engine = sa.create_engine(url, **_engine_kwargs(url))
+                engine = _engine(url)
+                if create:  # WAL before Optuna's first connection, which may create the file
+                    engine.connect().close()
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
                 )

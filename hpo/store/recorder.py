@@ -1,11 +1,13 @@
 """Writing runs and their per-epoch metrics as they happen, one committed transaction each.
 
-A kill therefore loses at most the epoch in flight.
+A kill therefore loses at most the epoch in flight. Every write is fenced by the writer's
+:class:`~hpo.store.lease.Claim` on the trial (checked in the same transaction): a worker whose
+trial was taken over writes nothing more and gets :class:`~hpo.errors.LeaseLost`. Times are the
+database's clock, naive UTC.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 import time
 from collections.abc import Mapping
@@ -13,12 +15,9 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from hpo.store.clock import utcnow
+from hpo.store.lease import Claim, fence
 from hpo.store.schema import EpochMetric, Run
-
-
-def _now() -> datetime.datetime:
-    # Naive UTC, as Optuna stores its trial times.
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 class RecordedRun(NamedTuple):
@@ -38,11 +37,14 @@ class Recorder:
         >>> from hpo.store import Store
         >>> store = Store.open("sqlite:///" + os.path.join(tempfile.mkdtemp(), "r.db"), create=True)
         >>> study = optuna.create_study(storage=store.optuna)
-        >>> trial = study.ask()
+        >>> from hpo.store.lease import Leases
+        >>> claim = Leases(store.engine).take(study.ask()._trial_id)
         >>> rec = Recorder(store.engine)
-        >>> run_id = rec.start_run(trial._trial_id, seed=0)
-        >>> rec.record_epoch(run_id, 1, {"loss": 0.5, "accuracy": 0.8})
-        >>> rec.finish_run(run_id, "COMPLETE")
+        >>> run_id = rec.start_run(claim, seed=0)
+        >>> rec.record_epoch(claim, run_id, 1, {"loss": 0.5, "accuracy": 0.8})
+        >>> rec.finish_run(claim, run_id, "COMPLETE")
+        >>> rec.finished_runs(claim.trial_id)[0].history
+        {'accuracy': [0.8], 'loss': [0.5]}
     """
 
     def __init__(self, engine: sa.Engine) -> None:
@@ -50,21 +52,24 @@ class Recorder:
         self._clock: dict[int, float] = {}
         self.seconds = 0.0  # time spent writing: hpo's bookkeeping cost, for benchmarks
 
-    def start_run(self, trial_id: int, seed: int) -> int:
+    def start_run(self, claim: Claim, seed: int) -> int:
         """Insert a RUNNING run for (trial, seed), replacing an unfinished earlier attempt."""
         began = time.perf_counter()
+        trial_id = claim.trial_id
         with self.engine.begin() as conn:
+            fence(conn, claim)
             conn.execute(sa.delete(Run).where(Run.trial_id == trial_id, Run.seed == seed))
             run_id = conn.execute(
                 sa.insert(Run)
-                .values(trial_id=trial_id, seed=seed, state="RUNNING", started_at=_now())
+                .values(trial_id=trial_id, seed=seed, state="RUNNING", started_at=utcnow())
                 .returning(Run.run_id)
             ).scalar_one()
         self._clock[run_id] = time.perf_counter()
         self.seconds += self._clock[run_id] - began
         return run_id
 
-    def record_epoch(self, run_id: int, epoch: int, logs: Mapping[str, float]) -> None:
+    def record_epoch(self, claim: Claim, run_id: int, epoch: int,
+                     logs: Mapping[str, float]) -> None:
         """Commit every metric of one finished epoch."""
         rows = [
             {"run_id": run_id, "epoch": epoch, "metric": name, "value": _finite_or_none(value)}
@@ -72,19 +77,22 @@ class Recorder:
         ]
         began = time.perf_counter()
         with self.engine.begin() as conn:
+            fence(conn, claim)
             conn.execute(sa.insert(EpochMetric), rows)
         self.seconds += time.perf_counter() - began
 
-    def finish_run(self, run_id: int, state: str, error: str | None = None) -> None:
+    def finish_run(self, claim: Claim, run_id: int, state: str,
+                   error: str | None = None) -> None:
         """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time."""
         began = time.perf_counter()
         started = self._clock.pop(run_id, None)
         wall_s = began - started if started is not None else None
         with self.engine.begin() as conn:
+            fence(conn, claim)
             conn.execute(
                 sa.update(Run)
                 .where(Run.run_id == run_id)
-                .values(state=state, error=error, finished_at=_now(), wall_s=wall_s)
+                .values(state=state, error=error, finished_at=utcnow(), wall_s=wall_s)
             )
         self.seconds += time.perf_counter() - began
 
@@ -108,12 +116,13 @@ class Recorder:
             histories[run_id].setdefault(metric, []).append(math.nan if value is None else value)
         return {r.seed: RecordedRun(r.seed, r.state, r.error, histories[r.run_id]) for r in runs}
 
-    def interrupt_runs(self, trial_id: int) -> int:
+    def interrupt_runs(self, claim: Claim) -> int:
         """Mark the trial's RUNNING runs INTERRUPTED (Ctrl-C); return how many."""
         with self.engine.begin() as conn:
+            fence(conn, claim)
             return conn.execute(
-                sa.update(Run).where(Run.trial_id == trial_id, Run.state == "RUNNING")
-                .values(state="INTERRUPTED", finished_at=_now())
+                sa.update(Run).where(Run.trial_id == claim.trial_id, Run.state == "RUNNING")
+                .values(state="INTERRUPTED", finished_at=utcnow())
             ).rowcount
 
 

@@ -1,8 +1,14 @@
 """hpo's tables beside Optuna's: one row per seeded run, one per (run, epoch, metric).
 
-``hpo_runs.trial_id`` references Optuna's ``trials`` with ON DELETE CASCADE, so deleting a study
-with Optuna also deletes its runs and their epochs. hpo never alters Optuna's tables nor its
-``alembic_version``.
+Deleting a study with plain Optuna (``optuna.delete_study``, any process, with or without hpo
+imported) deletes its runs, epochs and leases too: ``hpo_runs`` and ``hpo_leases`` reference
+Optuna's ``trials`` with ON DELETE CASCADE, which PostgreSQL always enforces; SQLite enforces
+foreign keys only on connections that ask for it, so there triggers on ``trials`` and ``hpo_runs``
+do the same work for every connection. hpo never alters Optuna's tables nor its
+``alembic_version``; the triggers are hpo's own objects.
+
+Run ids are never reused (SQLite ``AUTOINCREMENT``, PostgreSQL's sequence): a worker that lost
+its trial can never address the run that replaced one of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ class Run(Base):
     """One seeded training of one trial's configuration."""
 
     __tablename__ = "hpo_runs"
-    __table_args__ = (sa.UniqueConstraint("trial_id", "seed", name="uq_hpo_runs_trial_seed"),)
+    __table_args__ = (sa.UniqueConstraint("trial_id", "seed", name="uq_hpo_runs_trial_seed"),
+                      {"sqlite_autoincrement": True})
 
     run_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     trial_id: Mapped[int] = mapped_column(
@@ -37,6 +44,7 @@ class Run(Base):
     seed: Mapped[int]
     # RUNNING | COMPLETE | FAIL | PRUNED | INTERRUPTED (Ctrl-C: retrained when the trial resumes)
     state: Mapped[str] = mapped_column(sa.String(16))
+    # The database's clock, naive UTC (see hpo.store.clock).
     started_at: Mapped[datetime.datetime]
     finished_at: Mapped[datetime.datetime | None]
     wall_s: Mapped[float | None]
@@ -58,11 +66,14 @@ class EpochMetric(Base):
 
 
 class Lease(Base):
-    """Which worker process holds a trial, and when it last said it was alive.
+    """Which worker process holds a trial, since which claim, and when it last said it was alive.
 
-    A RUNNING trial whose holder stopped beating (or, on the same host, whose process is gone)
-    is stale: another ``hpo run`` or ``hpo worker`` claims it and completes it. The row stays
-    after the trial finishes: it records which machine ran the trial.
+    A RUNNING trial whose holder stopped beating (or, provably on the same machine, whose
+    process is gone) is stale: another ``hpo run`` or ``hpo worker`` claims it, which increments
+    ``generation``, and completes it. Every write of a holder checks its generation in the same
+    transaction (see :mod:`hpo.store.lease`). The row stays after the trial finishes: it records
+    which machine ran the trial. ``owner`` is empty for a placeholder: a RUNNING trial found
+    without a lease, timed from when it was found.
     """
 
     __tablename__ = "hpo_leases"
@@ -70,10 +81,13 @@ class Lease(Base):
     trial_id: Mapped[int] = mapped_column(
         sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True
     )
-    owner: Mapped[str] = mapped_column(sa.String(160))  # host:pid:token, unique per process
+    owner: Mapped[str] = mapped_column(sa.String(160))  # host:pid:random, unique per process
     host: Mapped[str] = mapped_column(sa.String(128))
     pid: Mapped[int]
-    heartbeat_at: Mapped[datetime.datetime]
+    # Boot id and PID namespace of the holder: its pid means something only where both match.
+    namespace: Mapped[str] = mapped_column(sa.String(128), default="")
+    generation: Mapped[int] = mapped_column(default=1)
+    heartbeat_at: Mapped[datetime.datetime]  # the database's clock, naive UTC
 
 
 def _attr(key: str) -> str:
@@ -101,29 +115,73 @@ VIEWS = {
         FROM hpo_runs r
         JOIN trials t ON t.trial_id = r.trial_id
         JOIN studies s ON s.study_id = t.study_id""",
-    # The mean learning curve: per trial, metric and epoch, across seeds (var with ddof 1).
+    # The mean learning curve: per trial, metric and epoch, across the trial's COMPLETE and
+    # PRUNED runs (FAIL runs are left out, as from the trial's statistics); NULL (non-finite)
+    # values are not counted. var: ddof 1, two-pass (the mean first), so never negative.
     "hpo_epoch_curve": """
-        SELECT s.study_name AS study, t.number AS trial, e.metric AS metric, e.epoch AS epoch,
-               COUNT(e.value) AS n, AVG(e.value) AS mean,
-               CASE WHEN COUNT(e.value) > 1 THEN
-                   (SUM(e.value * e.value) - SUM(e.value) * SUM(e.value) / COUNT(e.value))
-                   / (COUNT(e.value) - 1) END AS var,
-               MIN(e.value) AS min, MAX(e.value) AS max
-        FROM hpo_epochs e
-        JOIN hpo_runs r ON r.run_id = e.run_id
-        JOIN trials t ON t.trial_id = r.trial_id
-        JOIN studies s ON s.study_id = t.study_id
-        GROUP BY s.study_name, t.number, e.metric, e.epoch""",
+        WITH v AS (
+            SELECT s.study_name AS study, t.number AS trial, e.metric AS metric,
+                   e.epoch AS epoch, e.value AS value
+            FROM hpo_epochs e
+            JOIN hpo_runs r ON r.run_id = e.run_id
+            JOIN trials t ON t.trial_id = r.trial_id
+            JOIN studies s ON s.study_id = t.study_id
+            WHERE r.state IN ('COMPLETE', 'PRUNED')),
+        m AS (
+            SELECT study, trial, metric, epoch, AVG(value) AS mean
+            FROM v GROUP BY study, trial, metric, epoch)
+        SELECT v.study AS study, v.trial AS trial, v.metric AS metric, v.epoch AS epoch,
+               COUNT(v.value) AS n, m.mean AS mean,
+               CASE WHEN COUNT(v.value) > 1 THEN
+                   SUM((v.value - m.mean) * (v.value - m.mean)) / (COUNT(v.value) - 1) END AS var,
+               MIN(v.value) AS min, MAX(v.value) AS max
+        FROM v
+        JOIN m ON m.study = v.study AND m.trial = v.trial AND m.metric = v.metric
+              AND m.epoch = v.epoch
+        GROUP BY v.study, v.trial, v.metric, v.epoch, m.mean""",
 }
 
 
+# SQLite: what the foreign keys' ON DELETE CASCADE does, for connections that leave them off
+# (plain Optuna's). Triggers fire on every connection.
+_SQLITE_TRIGGERS = {
+    "hpo_trial_deleted": """
+        AFTER DELETE ON trials FOR EACH ROW BEGIN
+            DELETE FROM hpo_leases WHERE trial_id = OLD.trial_id;
+            DELETE FROM hpo_runs WHERE trial_id = OLD.trial_id;
+        END""",
+    "hpo_run_deleted": """
+        AFTER DELETE ON hpo_runs FOR EACH ROW BEGIN
+            DELETE FROM hpo_epochs WHERE run_id = OLD.run_id;
+        END""",
+}
+# Columns added to hpo_leases since its first version: (name, SQL type and default).
+_LEASE_COLUMNS = {"namespace": "VARCHAR(128) NOT NULL DEFAULT ''",
+                  "generation": "INTEGER NOT NULL DEFAULT 1"}
+
+
 def create_tables(engine: sa.Engine) -> None:
-    """Create hpo's tables and views if missing (Optuna creates its own tables)."""
+    """Create hpo's tables, views and (SQLite) triggers if missing (Optuna creates its own)."""
     Base.metadata.create_all(
         engine, tables=[Run.__table__, EpochMetric.__table__, Lease.__table__]
     )
-    create = ("CREATE VIEW IF NOT EXISTS" if engine.dialect.name == "sqlite"
-              else "CREATE OR REPLACE VIEW")
+    sqlite = engine.dialect.name == "sqlite"
+    present = {c["name"] for c in sa.inspect(engine).get_columns("hpo_leases")}
     with engine.begin() as conn:
+        for name, definition in _LEASE_COLUMNS.items():
+            if name not in present:  # a database from an earlier hpo
+                conn.exec_driver_sql(f"ALTER TABLE hpo_leases ADD COLUMN {name} {definition}")
         for name, query in VIEWS.items():
-            conn.exec_driver_sql(f"{create} {name} AS {query}")
+            if sqlite:  # SQLite cannot replace a view: drop one an earlier hpo wrote
+                create = f"CREATE VIEW {name} AS {query}"
+                found = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?",
+                    (name,)).scalar()
+                if found != create:
+                    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+                    conn.exec_driver_sql(create)
+            else:
+                conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {name} AS {query}")
+        if sqlite:
+            for name, body in _SQLITE_TRIGGERS.items():
+                conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")

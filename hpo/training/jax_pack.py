@@ -14,22 +14,30 @@ group per core, each group's epoch run from its own thread (≈ 1.4 s per epoch 
 table of examples is an argument of the compiled functions, never a captured constant: a 190 MB
 constant made XLA compile for 4 s instead of 0.6 s.
 
-Used only where it is faster (:func:`applies`): replicas with one set of variable shapes and no
-convolution layer. With convolutions XLA's CPU backend was several times slower than Keras ``fit``
-on the functional packed model (MNIST CNN, 10 replicas, one epoch on 10,000 examples: 518 s
-vmapped, 422 s as a scanned functional model; 117 s with ``fit`` in an earlier session, when the
-classroom loop on the same data ran 1.35× faster than on the day of the other two).
+Used only where it is right and faster (:func:`applies`): replicas of one architecture (the
+same layers with the same configurations and variable shapes) and no convolution layer. With
+convolutions XLA's CPU backend was several times slower than Keras ``fit`` on the functional
+packed model (MNIST CNN, 10 replicas, one epoch on 10,000 examples: 518 s vmapped, 422 s as a
+scanned functional model; 117 s with ``fit`` in an earlier session, when the classroom loop on
+the same data ran 1.35× faster than on the day of the other two).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from hpo.sweep import TrainSpec
-from hpo.training.packed import cpu_cores, has_convolution, replica_groups, split_batches
+from hpo.training.packed import (
+    all_layers,
+    cpu_cores,
+    has_convolution,
+    replica_groups,
+    split_batches,
+)
 from hpo.training.solo import EVAL_BATCH_SIZE
 
 
@@ -175,9 +183,61 @@ def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
 
 
 def applies(models: Sequence) -> bool:
-    """True for replicas of one architecture (same variable shapes) without convolutions."""
-    shapes = {tuple(tuple(v.shape) for v in model.variables) for model in models}
-    return len(shapes) == 1 and not any(map(has_convolution, models))
+    """True for replicas of one architecture (see :func:`architecture`) without convolutions.
+
+    The stacked path runs replica 0's ``train_step`` for every replica: a replica with the
+    same variable shapes but another activation or dropout rate would silently be trained as
+    replica 0's architecture, so shapes alone are not enough.
+    """
+    architectures = {architecture(model) for model in models}
+    return len(architectures) == 1 and not any(map(has_convolution, models))
+
+
+def architecture(model) -> str:
+    """What must be equal for two replicas to share one ``train_step``, as text.
+
+    The class and configuration of the model and of every layer in it, and the shape and dtype
+    of every variable. Layer names are replaced by their order of appearance, since each
+    replica's layers get their own names (``dense_3``); ``seed`` keys are left out, since seeds
+    only set initial states, which live in the stacked variables. A layer whose configuration
+    cannot be read counts by its class alone.
+    """
+    layers = all_layers(model)
+    configs = []
+    for layer in layers:
+        try:
+            configs.append(layer.get_config())
+        except Exception:  # NotImplementedError: a subclassed layer without get_config
+            configs.append(None)
+    names = [layer.name for layer in layers] + list(_input_layer_names(configs))
+    positions = {name: f"<layer {i}>" for i, name in reversed(list(enumerate(names)))}
+
+    def canonical(value):
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items() if k != "seed"}
+        if isinstance(value, list | tuple):
+            return [canonical(v) for v in value]
+        if isinstance(value, str):
+            return positions.get(value, value)
+        return value
+
+    described = [(type(layer).__module__, type(layer).__qualname__, canonical(config))
+                 for layer, config in zip(layers, configs, strict=True)]
+    variables = [(tuple(v.shape), str(v.dtype)) for v in model.variables]
+    return json.dumps([described, variables], sort_keys=True, default=repr)
+
+
+def _input_layer_names(config):
+    """Names of the InputLayers in a configuration (a nested Sequential model's input is in
+    its configuration but not in its ``layers``)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
+            yield config["config"].get("name")
+        for value in config.values():
+            yield from _input_layer_names(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            yield from _input_layer_names(value)
 
 
 def _parallel_groups() -> int:

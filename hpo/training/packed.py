@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from hpo.datasets.prepare import encode_targets
+from hpo.errors import LeaseLost
 from hpo.protocol import epoch_order
 from hpo.training.backend import seed_everything
 from hpo.training.compile import compile_model, uses_sparse_targets
@@ -70,6 +71,8 @@ def train_packed(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[
         sink.run_started(seed)
     try:
         histories, errors = _train(job, list(seeds), sink)
+    except LeaseLost:  # the sink's, not the runs': this worker no longer holds the trial
+        raise
     except Exception as exc:  # the whole pack failed: each of its runs records why
         for seed in seeds:
             sink.run_finished(seed, f"{type(exc).__name__}: {exc}")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hpo.datasets.prepare import DataSource, encode_targets
+from hpo.errors import LeaseLost
 from hpo.protocol import epoch_order
 from hpo.sweep import TrainSpec
 from hpo.training.backend import seed_everything
@@ -41,7 +42,8 @@ class RunSink(Protocol):
     """Where a trainer reports; the runner implements it (recorder + progress display).
 
     After ``epoch_ended`` the trainer checks ``stopping`` (a pruned trial): if set it ends its
-    runs there and starts no more.
+    runs there and starts no more. Any method may raise :class:`~hpo.errors.LeaseLost` (this
+    worker no longer holds the trial): trainers let it through rather than failing the run.
     """
 
     stopping: bool
@@ -71,6 +73,8 @@ def train_seeds(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[i
         sink.run_started(seed)
         try:
             histories[seed] = train_one(job, seed, sink)
+        except LeaseLost:  # the sink's, not the run's: this worker no longer holds the trial
+            raise
         except Exception as exc:  # a failed run is data, not the end of the sweep
             sink.run_finished(seed, f"{type(exc).__name__}: {exc}")
         else:

@@ -36,3 +36,21 @@ def test_bad_labels_are_refused():
     x = np.zeros((4, 2), "float32")
     with pytest.raises(SweepError, match="labels must be integer classes"):
         prepare(((x, np.array([0.5, 1, 2, 3])), (x, np.arange(4))), DataSpec("mine"))
+
+
+def test_n_classes_come_from_the_whole_label_set_not_the_limited_slices():
+    arrays = load()
+    # MNIST's first 4 training and first 7 test labels hold no 9 (5 0 4 1; 7 2 1 0 4 1 4).
+    d = prepare(arrays, DataSpec("mnist", limit_train=4, limit_test=7))
+    assert 9 not in d.y_train and 9 not in d.y_test
+    assert d.n_classes == 10
+    assert encode_targets(d.y_train, d.n_classes, sparse=False).shape == (4, 10)
+
+
+def test_n_classes_of_a_slice_missing_the_top_classes():
+    x = np.zeros((40, 2), "float32")
+    y = np.arange(40) % 10  # the first 20 training examples: all classes; 5 test: 0..4
+    slice_without_9 = (x, np.concatenate([np.arange(20) % 9, [9] * 20]))
+    d = prepare((slice_without_9, (x, y)), DataSpec("mine", limit_train=20, limit_test=5))
+    assert d.y_train.max() == 8 and d.y_test.max() == 4
+    assert d.n_classes == 10

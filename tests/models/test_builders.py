@@ -34,6 +34,15 @@ def test_mlp_refuses_ambiguous_or_unknown_keys():
         build((4,), 2, layers=2, width_3=8)
 
 
+@pytest.mark.parametrize("value", [8.5, 8.0, True, "8"])
+def test_mlp_one_layers_width_is_an_integer(value):
+    # width_N is a **keyword: no annotation says so for the sweep check, the builder does.
+    with pytest.raises(ValueError, match=f"width_2 = {value!r}: expected an integer"):
+        builders.resolve("mlp")((4,), 2, layers=2, width_2=value)
+    widths = count("mlp", (4,), 2, layers=2, width_2=np.int64(3))  # numpy's integers are fine
+    assert widths == 4 * 32 + 32 + 32 * 3 + 3 + 3 * 2 + 2
+
+
 def test_transformer_parameter_counts_equal_the_keras_io_summary():
     # head_size 256, 4 heads, ff_dim 4, 4 blocks, mlp [128], 2 classes on FordA's (500, 1).
     assert count("transformer", (500, 1), 2) == 93130

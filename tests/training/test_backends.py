@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from hpo import Results
 
-pytest.importorskip("jax", reason="the JAX backend test needs jax (pip install -e .[jax])")
+from conftest import require
+
+require("jax", reason="the JAX backend test needs jax (pip install -e .[jax])")
 
 
 def test_a_packed_sweep_on_the_jax_backend(tmp_path, sweep_file):

@@ -161,14 +161,20 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, objective
             except RunError as exc:
                 value, state = None, optuna.trial.TrialState.FAIL
                 progress.note(f"trial #{trial.number} failed: {exc}")
-            # Fenced as every write: a worker frozen since its last run does not tell. One
-            # frozen between this check and the tell loses to the new holder's tell (Optuna
-            # refuses to update a finished trial), whose value comes from the same runs.
+            # Fenced as every write: a worker frozen since its last run does not tell. One that
+            # froze between this check and the tell finds the trial told by its new holder
+            # (skipped), or tells first, from the same recorded runs; either way the check
+            # after the tell says whether the trial was still this worker's.
             leases.check(claim)
-            study.tell(trial, value, state=state)
+            study.tell(trial, value, state=state, skip_if_finished=True)
+            leases.check(claim)
     except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
-        holder = exc.holder if isinstance(exc, LeaseLost) else "another worker"
-        progress.note(f"trial #{trial.number} was taken over by {holder or 'nobody'}; "
+        # Lost the lease (nothing of ours to mark: the fence refuses), or still holding it
+        # while another worker finished the trial (mark what this one had in flight).
+        with contextlib.suppress(LeaseLost):
+            objective.recorder.interrupt_runs(claim)
+        holder = exc.holder if isinstance(exc, LeaseLost) else None
+        progress.note(f"trial #{trial.number} was taken over by {holder or 'another worker'}; "
                       "dropping its in-flight runs")
     except BaseException:
         with contextlib.suppress(LeaseLost):  # taken over meanwhile: nothing of ours to mark
@@ -451,9 +457,15 @@ class _TrialSink:
         values = [v for v in self.values.get(epoch, {}).values() if math.isfinite(v)]
         if not values or epoch in self.reported:
             return
-        self.trial.report(sum(values) / len(values), epoch)
+        self.recorder.hold(self.claim)  # Optuna's write is not in hpo's transactions: check first
+        try:
+            self.trial.report(sum(values) / len(values), epoch)
+            pruned = self.trial.should_prune()
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # Another worker took the trial over and finished it: not this run's failure.
+            raise LeaseLost(self.claim.trial_id, None) from exc
         self.reported.add(epoch)
-        if self.trial.should_prune():
+        if pruned:
             self.pruned_at = epoch
 
     def run_finished(self, seed: int, error: str | None) -> None:

@@ -188,20 +188,23 @@ class Sweep:
 
         Everything that changes a trial's numbers or which configurations are tried: the
         objective, data, model, training, seeds, ``min_repeats`` (whether a trial with failed
-        seeds has a value), the sampler and its seed, the pruner and the space. Not
-        ``protocol.pack`` (the speed, not the numbers), nor ``search.n_trials`` (a study may
-        be run on for more trials).
+        seeds has a value), the sampler and its seed, the pruner and the space; with a pruner
+        also ``protocol.pack``, which decides which seeds' mean the pruner judges. Without a
+        pruner ``pack`` changes the speed, not the numbers, and is left out, as is
+        ``search.n_trials`` (a study may be run on for more trials).
         """
         sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
+        protocol = {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
+                    "min_repeats": self.protocol.min_repeats}
+        if self.search.pruner != "none":
+            protocol["pack"] = self.protocol.pack
         return {
             "study.objective": self.study.objective,
             "study.reduce": self.study.reduce,
             "data": dataclasses.asdict(self.data),
             "model": {"builder": self.model.builder, **self.model.params},
             "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
-            # How seeds are packed changes the speed, not the experiment.
-            "protocol": {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
-                         "min_repeats": self.protocol.min_repeats},
+            "protocol": protocol,
             "search": {"sampler": self.search.sampler, "seed": sampler_seed,
                        "pruner": self.search.pruner},
             "search.space": self.search.space.to_toml(),

@@ -10,6 +10,8 @@
 - ``interrupt``: like ``epoch`` but SIGINT (Ctrl-C) instead of SIGKILL
 - ``stop``: like ``epoch`` but SIGSTOP: the process freezes (every thread, its heartbeat too)
   until someone sends SIGCONT, as a suspended laptop or a stalled machine would
+- ``stop-in-write``: SIGSTOP inside an epoch's transaction, its INSERT executed but not committed
+  (the lease row it fenced stays locked on PostgreSQL)
 
 The kill is real (the kernel ends the process, nothing is flushed); the hooks only choose when.
 """
@@ -52,6 +54,8 @@ def _after(conn, cursor, statement, parameters, context, executemany):
     if text.startswith("INSERT INTO HPO_EPOCHS"):
         if POINT == "epoch-write" and _count():
             _kill()
+        elif POINT == "stop-in-write" and _count():
+            _kill(signal.SIGSTOP)
         conn.info["epoch"] = True
     elif text.startswith("UPDATE HPO_RUNS SET STATE"):
         conn.info["run-end"] = True

@@ -14,7 +14,7 @@ PRUNED_SWEEP = ["search.space.width=[2, 8, 32, 64]", "train.epochs=4", "search.p
                 "protocol.repeats=2", "data.limit_train=200"]
 
 
-@pytest.mark.parametrize(("pack", "backend"), [(True, "sqlite"), (False, "postgresql")])
+@pytest.mark.parametrize(("pack", "backend"), [(False, "sqlite"), (True, "postgresql")])
 def test_a_pruned_trial_stops_all_its_seeds_and_keeps_its_epochs(pack, backend, sqlite_url,
                                                                  request):
     url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")

@@ -206,3 +206,41 @@ def test_a_worker_that_asks_past_the_end_of_the_grid_skips_the_duplicate(backend
     assert held.system_attrs["grid_id"] == skipped.system_attrs["grid_id"]  # one point, twice
     assert skipped.state == optuna.trial.TrialState.FAIL
     assert skipped.user_attrs["hpo.skipped"] == "grid point of trial 0"
+
+
+def test_a_worker_frozen_between_its_last_check_and_its_tell_drops_the_trial(sqlite_url):
+    """The one window fencing cannot close: worker A passed its check, then froze; B claimed the
+    trial and told it. A's tell is skipped, A says it was taken over, and B's result stands."""
+    import io
+
+    from hpo.progress import LineProgress
+    from hpo.runner import Objective, _run_trial, load_data, open_study
+    from hpo.store import Store
+    from hpo.store.lease import Leases
+    from hpo.store.recorder import Recorder
+
+    sweep = parse_sweep(SMALL_SWEEP, ["search.space.width=[4]", "protocol.repeats=1",
+                                      "train.epochs=1", "data.limit_train=64"])
+    store = Store.open(sqlite_url, create=True)
+    study = open_study(sweep, store)
+    trial = study.ask()
+    a = Leases(store.engine, owner="worker-a")
+    b = Leases(store.engine, owner="worker-b", stale_after=-1)
+    told = study.tell
+
+    def tell_after_a_takeover(*args, **kwargs):
+        assert [t.number for t in b.stale(study)] == [0]
+        assert b.claim(trial._trial_id) is not None
+        optuna.load_study(study_name="small", storage=store.optuna).tell(trial.number, 0.5)
+        return told(*args, **kwargs)
+
+    study.tell = tell_after_a_takeover
+    shown = io.StringIO()
+    progress = LineProgress(stream=shown)
+    progress.sweep_started(sweep, 1, 0)
+    objective = Objective(sweep, load_data(sweep), Recorder(store.engine), progress)
+    _run_trial(study, trial, a.take(trial._trial_id), objective, a, progress)
+    store.dispose()
+    assert "trial #0 was taken over by worker-b; dropping its in-flight runs" in shown.getvalue()
+    finished = optuna.load_study(study_name="small", storage=sqlite_url).trials[0]
+    assert finished.state == optuna.trial.TrialState.COMPLETE and finished.value == 0.5

@@ -1,7 +1,9 @@
 """A frozen worker is taken over, and when it wakes it writes nothing more for that trial.
 
 Worker A (New York time) freezes with SIGSTOP after its first epoch, as a suspended laptop or a
-stalled machine would, heartbeat thread and all. Worker B (Tokyo time) joins, finds A's trial
+stalled machine would, heartbeat thread and all: on SQLite between two writes, on PostgreSQL inside
+the epoch's write transaction, holding the lease row's lock (the server ends that session after
+the stale limit, so the claim goes through). Worker B (Tokyo time) joins, finds A's trial
 stale past the limit by the database's clock, claims it and completes the sweep. A is then woken
 with SIGCONT: its next write is refused (fencing), it says so in one line, drops the trial and
 exits 0. The study must equal an uninterrupted sweep, on SQLite and on PostgreSQL.
@@ -67,12 +69,13 @@ def reference(small_study):
     return study_contents(small_study[1])
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(("backend", "freeze"), [("sqlite", "stop:1"),
+                                               ("postgresql", "stop-in-write:1")])
 def test_a_frozen_worker_is_taken_over_and_then_writes_nothing(
-        backend, sweep_file, tmp_path, request, reference):
+        backend, freeze, sweep_file, tmp_path, request, reference):
     url = (f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite"
            else request.getfixturevalue("postgres_url"))
-    frozen = worker(sweep_file, url, "a", "America/New_York", HPO_KILL_AT="stop:1")
+    frozen = worker(sweep_file, url, "a", "America/New_York", HPO_KILL_AT=freeze)
     wait_for(lambda: is_stopped(frozen), "worker a to freeze after its first epoch")
     taker = worker(sweep_file, url, "b", "Asia/Tokyo")
     try:

@@ -1,10 +1,13 @@
 """The database's clock: the one time every worker of a study agrees on.
 
 Leases, heartbeats and the start and end of runs are written with :class:`utcnow`, evaluated by
-the database server, never with a process's own clock: workers on other machines, in other time
-zones or with a stepped clock still order their writes by one clock. All hpo times are naive UTC.
-Optuna's ``datetime_start``/``datetime_complete`` are the asking process's local time: hpo never
-compares them with anything.
+the database, never from a process's own clock: on PostgreSQL the server's clock, so workers on
+other machines, in other time zones or with clocks that disagree still share one clock; on
+SQLite (one machine) the clock of the machine that holds the file, in UTC, whatever the workers'
+time zones. A step of that one clock (NTP, a resumed virtual machine) by more than the stale
+limit makes live leases look stale: fencing keeps that safe, at the cost of the runs in flight.
+All hpo times are naive UTC. Optuna's ``datetime_start``/``datetime_complete`` are the asking
+process's local time: hpo never compares them with anything.
 
 Example:
     >>> import sqlalchemy as sa

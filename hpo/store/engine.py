@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from hpo.errors import SweepError
+from hpo.store.lease import STALE_AFTER_S
 from hpo.store.schema import create_tables
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -49,6 +50,13 @@ def _engine(url: str) -> Engine:
 def _engine_kwargs(url: str) -> dict:
     if make_url(url).get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    if make_url(url).get_backend_name() == "postgresql":
+        # A worker frozen inside a write transaction (SIGSTOP, a suspended laptop) would hold
+        # its row locks, and the claim of its stale trial would wait for ever: the server ends
+        # such a session once the lease is stale anyway. hpo's transactions last milliseconds.
+        idle_ms = int(max(STALE_AFTER_S, 1.0) * 1000)
+        return {"pool_pre_ping": True, "connect_args": {
+            "options": f"-c idle_in_transaction_session_timeout={idle_ms}"}}
     return {"pool_pre_ping": True}
 
 

@@ -117,12 +117,13 @@ def fence(conn: sa.Connection, claim: Claim) -> None:
     takes its write lock at this statement; PostgreSQL locks the row until commit).
 
     Raises:
-        LeaseLost: another worker claimed the trial (or the trial was deleted).
+        LeaseLost: another worker claimed the trial, this worker released it, or the trial was
+            deleted.
     """
     touched = conn.execute(
         sa.update(Lease)
         .where(Lease.trial_id == claim.trial_id, Lease.owner == claim.owner,
-               Lease.generation == claim.generation)
+               Lease.generation == claim.generation, Lease.heartbeat_at != _RELEASED)
         .values(heartbeat_at=utcnow())
     ).rowcount
     if touched != 1:
@@ -167,7 +168,8 @@ class Leases:
         return Claim(trial_id, self.owner, row.generation) if row else None
 
     def release(self, claim: Claim) -> None:
-        """Let anyone resume this trial at once (the process stops without finishing it)."""
+        """Let anyone resume this trial at once (the process stops without finishing it); the
+        claim's fenced writes and beats are refused from now on."""
         with self.engine.begin() as conn:
             conn.execute(sa.update(Lease).where(Lease.trial_id == claim.trial_id,
                                                 Lease.owner == claim.owner,

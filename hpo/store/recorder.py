@@ -96,6 +96,14 @@ class Recorder:
             )
         self.seconds += time.perf_counter() - began
 
+    def hold(self, claim: Claim) -> None:
+        """Raise :class:`~hpo.errors.LeaseLost` unless ``claim`` still holds its trial: the
+        check before a write outside hpo's tables (Optuna's)."""
+        began = time.perf_counter()
+        with self.engine.begin() as conn:
+            fence(conn, claim)
+        self.seconds += time.perf_counter() - began
+
     def finished_runs(self, trial_id: int) -> dict[int, RecordedRun]:
         """The trial's COMPLETE and FAIL runs by seed, with their histories (NULL reads as NaN).
 

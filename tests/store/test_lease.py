@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -47,6 +49,7 @@ def live_pid():
     process = subprocess.Popen(["sleep", "300"])
     _LIVE[:] = [process.pid]
     yield process.pid
+    assert process.poll() is None, "probing a holder's pid must not signal it (signal 0)"
     process.kill()
     process.wait()
 
@@ -184,14 +187,17 @@ def test_a_worker_whose_trial_was_taken_over_writes_nothing(store, study):
     assert new_run > run_id  # run ids are never reused
 
 
-def test_a_late_heartbeat_cannot_undo_a_release(store, study):
+def test_a_released_lease_refuses_beats_and_writes(store, study):
     trial = study.ask()
     holder = Leases(store.engine)
     claim = holder.take(trial._trial_id)
     with holder.heartbeat(claim, every=0.01):
         time.sleep(0.05)
     holder.release(claim)
-    time.sleep(0.1)
+    with pytest.raises(LeaseLost):  # a late beat, or a write, after the release
+        holder.check(claim)
+    with pytest.raises(LeaseLost):
+        Recorder(store.engine).start_run(claim, seed=0)
     assert [t.number for t in another_process(store).stale(study)] == [0]
 
 
@@ -200,10 +206,169 @@ def test_the_heartbeat_stops_when_the_trial_was_taken_over(store, study):
     holder = another_process(store)
     claim = holder.take(trial._trial_id)
     taker = Leases(store.engine, stale_after=-1)
+    beats = []
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def count(conn, cursor, statement, *args):
+        if statement.startswith("UPDATE hpo_leases") and threading.current_thread().name \
+                .startswith("hpo-heartbeat"):
+            beats.append(time.monotonic())
+
     with holder.heartbeat(claim, every=0.02):
+        time.sleep(0.1)
+        assert beats  # it was beating
         taker.stale(study)
         new = taker.claim(trial._trial_id)
+        time.sleep(0.1)  # the next beat finds the lease taken and ends the thread
+        seen = len(beats)
         time.sleep(0.2)
-        with store.engine.connect() as conn:
-            lease = conn.execute(sa.select(Lease)).one()
+        assert len(beats) == seen  # no more beats
+    with store.engine.connect() as conn:
+        lease = conn.execute(sa.select(Lease)).one()
     assert (lease.owner, lease.generation) == (new.owner, new.generation)
+
+
+# --- Each operation acts on its own trial, owner and generation only (several trials at once) --
+
+
+def lease_rows(store) -> dict[int, tuple]:
+    """trial id → (owner, generation, heartbeat_at, host, pid) of every lease row."""
+    with store.engine.connect() as conn:
+        return {row.trial_id: (row.owner, row.generation, row.heartbeat_at, row.host, row.pid)
+                for row in conn.execute(sa.select(Lease))}
+
+
+def test_a_worker_never_finds_its_own_held_trial_stale_but_finds_its_released_one(store, study):
+    # Its own pid is on its leases: judged like another holder's, its live trial looks "gone".
+    held, released, dead = study.ask(), study.ask(), study.ask()
+    mine = Leases(store.engine, stale_after=3600)
+    mine.take(held._trial_id)
+    mine.release(mine.take(released._trial_id))
+    another_process(store, dead_pid()).take(dead._trial_id)
+    assert [t.number for t in mine.stale(study)] == [1, 2]
+
+
+def test_take_leases_the_trial_it_is_given(store, study):
+    study.ask()
+    second = study.ask()
+    leases = Leases(store.engine)
+    claim = leases.take(second._trial_id)  # not the lowest id: the row must name its trial
+    assert claim == (second._trial_id, leases.owner, 1)
+    assert list(lease_rows(store)) == [second._trial_id]
+    leases.check(claim)
+
+
+def test_taking_over_a_placeholder_makes_that_trial_ours_and_leaves_the_others(store, study):
+    first, second = study.ask(), study.ask()
+    assert another_process(store).stale(study) == []  # placeholders for both
+    leases = Leases(store.engine)
+    claim = leases.take(second._trial_id)
+    assert claim == (second._trial_id, leases.owner, 1)
+    leases.check(claim)  # the row is ours now: fenced writes go through
+    rows = lease_rows(store)
+    assert rows[second._trial_id][:2] == (leases.owner, 1)
+    assert rows[second._trial_id][3:] == (leases.host, leases.pid)
+    assert rows[first._trial_id][:2] == ("", 0)  # still a placeholder
+
+
+def test_placeholders_are_written_for_exactly_the_trials_found_without_a_lease(store, study):
+    unleased, leased = study.ask(), study.ask()
+    holder = another_process(store)
+    holder.take(leased._trial_id)
+    assert Leases(store.engine).stale(study) == []
+    rows = lease_rows(store)
+    assert sorted(rows) == [unleased._trial_id, leased._trial_id]
+    assert rows[unleased._trial_id][:2] == ("", 0)
+    assert rows[leased._trial_id][:2] == (holder.owner, 1)
+
+
+def test_a_claim_holds_only_with_its_owner_and_its_generation(store, study):
+    trial = study.ask()
+    leases = Leases(store.engine, stale_after=3600)
+    first = leases.take(trial._trial_id)
+    forged = first._replace(owner="someone-else")
+    with pytest.raises(LeaseLost) as lost:
+        leases.check(forged)
+    assert (lost.value.trial_id, lost.value.holder) == (trial._trial_id, leases.owner)
+    leases.release(forged)  # not its lease: nothing is released
+    assert leases.stale(study) == []
+    leases.release(first)
+    assert [t.number for t in leases.stale(study)] == [0]
+    second = leases.claim(trial._trial_id)  # the same worker resumes it: a new claim
+    assert second == (trial._trial_id, leases.owner, 2)
+    with pytest.raises(LeaseLost):
+        leases.check(first)  # the old claim's writes are fenced off...
+    leases.release(first)  # ...and it cannot release the new one
+    assert leases.stale(study) == []
+    leases.check(second)
+
+
+def test_release_and_claim_act_on_their_own_trial_only(store, study):
+    a, b, c = study.ask(), study.ask(), study.ask()
+    holder = another_process(store)
+    claims = [holder.take(t._trial_id) for t in (a, b, c)]  # same owner, same generation
+    holder.release(claims[0])
+    holder.release(claims[1])
+    watcher = Leases(store.engine, stale_after=3600)
+    assert [t.number for t in watcher.stale(study)] == [0, 1]
+    assert watcher.claim(a._trial_id) == (a._trial_id, watcher.owner, 2)
+    rows = lease_rows(store)
+    assert rows[b._trial_id][:3] == (holder.owner, 1, datetime.datetime(1970, 1, 1))
+    assert rows[c._trial_id][:2] == (holder.owner, 1)
+    holder.check(claims[2])
+    assert watcher.claim(b._trial_id) == (b._trial_id, watcher.owner, 2)
+
+
+def test_a_claim_loses_to_one_made_and_released_since_it_looked(store, study):
+    trial = study.ask()
+    holder = another_process(store)
+    holder.release(holder.take(trial._trial_id))
+    late, quick = Leases(store.engine, owner="late"), Leases(store.engine, owner="quick")
+    assert len(late.stale(study)) == 1 and len(quick.stale(study)) == 1
+    quick.release(quick.claim(trial._trial_id))  # generation 2, released again: same heartbeat
+    assert late.claim(trial._trial_id) is None  # it saw generation 1
+    assert lease_rows(store)[trial._trial_id][:2] == ("quick", 2)
+
+
+def test_claim_takes_only_what_stale_reported(store, study):
+    trial = study.ask()
+    holder = another_process(store)
+    holder.release(holder.take(trial._trial_id))
+    assert Leases(store.engine).claim(trial._trial_id) is None
+
+
+def test_a_finished_trial_is_never_stale(store, study):
+    trial = study.ask()
+    holder = another_process(store, dead_pid())
+    holder.release(holder.take(trial._trial_id))
+    study.tell(trial, 1.0)  # its lease row stays: it records which machine ran the trial
+    assert Leases(store.engine, stale_after=-1).stale(study) == []
+
+
+@pytest.mark.parametrize("unreadable", ["boot_id", "pid namespace"])
+def test_where_linux_does_not_say_the_namespace_is_empty_and_no_pid_is_probed(
+        store, study, monkeypatch, unreadable):
+    def fail(*args, **kwargs):
+        raise OSError("not on this system")
+
+    if unreadable == "boot_id":
+        monkeypatch.setattr(Path, "read_text", fail)
+    else:
+        monkeypatch.setattr(os, "readlink", fail)
+    blind = Leases(store.engine)
+    monkeypatch.undo()
+    assert blind.namespace == ""
+    trial = study.ask()
+    another_process(store, dead_pid(), namespace="").take(trial._trial_id)
+    assert blind.stale(study) == []  # a dead pid, but nothing proves it ran here
+
+
+def test_a_holder_pid_of_another_user_counts_as_alive(store, study, monkeypatch):
+    trial = study.ask()
+    another_process(store, dead_pid()).take(trial._trial_id)
+
+    def denied(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", denied)
+    assert Leases(store.engine).stale(study) == []

@@ -339,16 +339,22 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
 _UNRECORDED = object()  # a setting missing from a stored identity
 
 
-def _first_difference(old: object, new: object, path: str = "") -> tuple | None:
+def _first_difference(old: object, new: object) -> tuple | None:
+    """The first setting whose stored value differs, preferring one the study recorded over
+    one it did not (a pruner changed names ``search.pruner``, not the ``protocol.pack`` that
+    comes into the identity with it)."""
+    found = list(_differences(old, new))
+    recorded = [d for d in found if d[1] is not _UNRECORDED]
+    return (recorded or found or [None])[0]
+
+
+def _differences(old: object, new: object, path: str = ""):
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            found = _first_difference(
-                old.get(key, _UNRECORDED), new.get(key), f"{path}.{key}" if path else key
-            )
-            if found:
-                return found
-        return None
-    return None if old == new else (path, old, new)
+            yield from _differences(old.get(key, _UNRECORDED), new.get(key),
+                                    f"{path}.{key}" if path else key)
+    elif old != new:
+        yield path, old, new
 
 
 class Objective:

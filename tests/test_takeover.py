@@ -79,9 +79,16 @@ def test_a_frozen_worker_is_taken_over_and_then_writes_nothing(
     wait_for(lambda: is_stopped(frozen), "worker a to freeze after its first epoch")
     taker = worker(sweep_file, url, "b", "Asia/Tokyo")
     try:
-        wait_for(lambda: lease_generation(url, 0) == 2, "worker b to claim trial #0")
+        wait_for(lambda: lease_generation(url, 0) == 2 or taker.poll() is not None,
+                 "worker b to claim trial #0", timeout=180)
+    except AssertionError:
+        for process in (frozen, taker):
+            process.kill()
+        raise AssertionError(f"worker b did not claim trial #0: {taker.communicate()}; "
+                             f"worker a: {frozen.communicate()}") from None
     finally:
         frozen.send_signal(signal.SIGCONT)
+    assert lease_generation(url, 0) == 2, taker.communicate()
     outputs = {}
     for name, process in (("a", frozen), ("b", taker)):
         out, err = process.communicate(timeout=600)

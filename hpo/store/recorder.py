@@ -78,7 +78,10 @@ class Recorder:
         began = time.perf_counter()
         with self.engine.begin() as conn:
             fence(conn, claim)
-            conn.execute(sa.insert(EpochMetric), rows)
+            # One multi-row INSERT, not executemany: psycopg pipelines executemany, and a
+            # PostgreSQL session left mid-pipeline by a frozen worker escapes
+            # idle_in_transaction_session_timeout (see engine.py), keeping its locks.
+            conn.execute(sa.insert(EpochMetric).values(rows))
         self.seconds += time.perf_counter() - began
 
     def finish_run(self, claim: Claim, run_id: int, state: str,

@@ -119,7 +119,7 @@ class Results:
                 "direction": [s.direction.name.lower() for s in summaries],
                 "n_trials": [s.n_trials for s in summaries],
             }
-        )
+        ).astype({"name": "object", "direction": "object"})  # typed when there is no study
         with self.store.engine.connect() as conn:
             runs = pd.read_sql(_RUNS_PER_STUDY_SQL, conn)
         frame = frame.merge(runs, on="name", how="left")

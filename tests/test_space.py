@@ -64,3 +64,77 @@ def test_a_name_with_a_line_break_is_quoted_so_the_message_stays_one_line():
     with pytest.raises(SweepError) as info:
         SearchSpace.parse({"ok": {"low": 0, "high": 1, "x\ny": 2}})
     assert str(info.value).startswith("search.space.ok.'x\\ny': unknown key")
+
+
+def test_suggest_asks_optuna_for_each_parameter_with_its_own_distribution():
+    # What Optuna records for the trial is what the sampler models: the distribution must be
+    # the spec's, under the spec's name (a log or stepped range sampled as a plain one is not
+    # the experiment the sweep file describes).
+    space = SearchSpace.parse({
+        "width": [8, 16],
+        "layers": {"low": 0, "high": 3},
+        "units": {"low": 2, "high": 10, "step": 2},
+        "filters": {"low": 1, "high": 64, "log": True},
+        "dropout": {"low": 0.0, "high": 0.8, "step": 0.2},
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "decay": {"low": 0.5, "high": 1.0},
+    })
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert trial.distributions == {name: p.distribution() for name, p in space.items()}
+        assert params == trial.params
+        assert params["units"] % 2 == 0 and 2 <= params["units"] <= 10
+        assert min(abs(params["dropout"] - v) for v in (0.0, 0.2, 0.4, 0.6, 0.8)) < 1e-9
+    assert space["filters"].distribution() == optuna.distributions.IntDistribution(1, 64, log=True)
+    assert space["units"].distribution() == optuna.distributions.IntDistribution(2, 10, step=2)
+
+
+@pytest.mark.parametrize(
+    ("spec", "toml"),
+    [
+        ({"low": 0.0, "high": 0.8, "step": 0.2}, {"low": 0.0, "high": 0.8, "log": False,
+                                                   "step": 0.2}),
+        ({"low": 1e-4, "high": 0.1, "log": True}, {"low": 1e-4, "high": 0.1, "log": True}),
+        ({"low": 1, "high": 3}, {"low": 1, "high": 3, "log": False}),
+        ([2, "a", True], [2, "a", True]),
+    ],
+)
+def test_to_toml_writes_the_spec_back(spec, toml):
+    space = SearchSpace.parse({"x": spec})
+    assert space.to_toml() == {"x": toml}
+    assert SearchSpace.parse(space.to_toml())["x"] == space["x"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([[1]], "search.space.x = [[1]]: choices must be strings, numbers or booleans, not list"),
+        ({"low": "a", "high": 1}, "search.space.x.low = 'a': expected a number"),
+        ({"low": 0, "high": True}, "search.space.x.high = True: expected a number"),
+        ({"low": 0, "high": float("inf")}, "search.space.x.high = inf: expected a number"),
+        ({"low": 0, "high": 1, "log": 1}, "search.space.x.log = 1: expected true or false"),
+        ({"low": 0, "high": 1, "step": 0}, "search.space.x.step = 0: expected a number > 0"),
+        ({"low": 0, "high": 1, "step": -1}, "search.space.x.step = -1: expected a number > 0"),
+        ({"low": 0, "high": 1, "step": "a"}, "search.space.x.step = 'a': expected a number > 0"),
+    ],
+)
+def test_bad_ranges_are_one_exact_line(spec, message):
+    with pytest.raises(SweepError) as info:
+        SearchSpace.parse({"x": spec})
+    assert str(info.value) == message
+
+
+def test_a_range_of_one_value_is_allowed():
+    assert SearchSpace.parse({"x": {"low": 2, "high": 2}})["x"].values() == (2, 2)
+
+
+def test_edge_points_hold_every_choice_and_both_ends_with_the_others_first():
+    space = SearchSpace.parse({"a": [1, 2, 3], "b": {"low": 0.0, "high": 5.0}, "c": ["x", "y"]})
+    assert space.edge_points() == [
+        {"a": 1, "b": 0.0, "c": "x"}, {"a": 2, "b": 0.0, "c": "x"}, {"a": 3, "b": 0.0, "c": "x"},
+        {"a": 1, "b": 5.0, "c": "x"},
+        {"a": 1, "b": 0.0, "c": "y"},
+    ]
+    assert SearchSpace({}).edge_points() == [{}]

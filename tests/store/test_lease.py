@@ -372,3 +372,23 @@ def test_a_holder_pid_of_another_user_counts_as_alive(store, study, monkeypatch)
 
     monkeypatch.setattr(os, "kill", denied)
     assert Leases(store.engine).stale(study) == []
+
+
+def test_a_placeholder_that_loses_the_race_to_the_askers_own_lease_is_dropped(store, study):
+    # The asker takes its lease between stale()'s look for leases and its placeholder insert.
+    trial = study.ask()
+    asker = another_process(store)
+    taken: list = []
+
+    def asker_takes_first(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO hpo_leases") and not taken:
+            taken.append("asking")  # before take(): its own INSERT comes through here too
+            taken.append(asker.take(trial._trial_id))
+
+    sa.event.listen(store.engine, "before_cursor_execute", asker_takes_first)
+    try:
+        assert Leases(store.engine).stale(study) == []  # no error, and the trial is held
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", asker_takes_first)
+    assert taken[1] == (trial._trial_id, asker.owner, 1)
+    assert lease_rows(store)[trial._trial_id][:2] == (asker.owner, 1)

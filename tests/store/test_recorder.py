@@ -12,6 +12,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
+from hpo.errors import LeaseLost
 from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import RecordedRun, Recorder
@@ -148,6 +149,20 @@ def test_seconds_adds_up_the_time_spent_writing(store, claims):
         run = rec.start_run(a, seed)  # fence, delete, insert
         rec.record_epoch(a, run, 1, {"loss": 1.0})  # fence, insert
         rec.finish_run(a, run, "COMPLETE")  # fence, update
+        rec.hold(a)  # fence
     elapsed = time.perf_counter() - began
     sa.event.remove(store.engine, "before_cursor_execute", slow_statement)
-    assert 2 * 7 * 0.01 <= rec.seconds <= elapsed
+    assert 2 * 8 * 0.01 <= rec.seconds <= elapsed
+
+
+def test_hold_says_whether_the_claim_still_holds_its_trial(store, claims):
+    a, b = claims
+    rec = Recorder(store.engine)
+    rec.hold(a)
+    Leases(store.engine).release(b)
+    with pytest.raises(LeaseLost) as lost:
+        rec.hold(b)  # released: the check before Optuna's tell refuses
+    assert lost.value.trial_id == b.trial_id
+    with pytest.raises(LeaseLost):
+        rec.hold(a._replace(generation=2))
+    rec.hold(a)

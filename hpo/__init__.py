@@ -12,12 +12,13 @@ Example:
     >>> hpo.Results(sweep.storage_url).trials(study.study_name)  # doctest: +SKIP
 """
 
+from hpo.config import Sweep
 from hpo.datasets import register_dataset
 from hpo.errors import HpoError, RunError, SweepError
 from hpo.models import register_model
 from hpo.results import Results
 from hpo.runner import run_sweep
-from hpo.sweep import Sweep, load_sweep, parse_sweep
+from hpo.sweep import load_sweep, parse_sweep
 
 __all__ = [
     "HpoError",

@@ -257,7 +257,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check_alpha(alpha: float) -> None:
-    from hpo.protocol import check_alpha
+    from hpo.stats import check_alpha
 
     try:
         check_alpha(alpha)

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hpo.errors import SweepError  # noqa: E402
-from hpo.protocol import summarize  # noqa: E402
 from hpo.results import Results  # noqa: E402
+from hpo.stats import summarize  # noqa: E402
 
 KINDS = ("curves", "param", "compare", "seeds")
 

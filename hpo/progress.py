@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from hpo.protocol import Summary
-    from hpo.sweep import Sweep
+    from hpo.config import Sweep
+    from hpo.stats import Summary
 
 
 class Progress:

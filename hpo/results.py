@@ -15,11 +15,11 @@ import numpy as np
 import optuna
 import pandas as pd
 import sqlalchemy as sa
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from hpo import protocol
+from hpo import stats
 from hpo.errors import SweepError
-from hpo.protocol import Summary
+from hpo.stats import Summary
 from hpo.store import Store
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
@@ -222,7 +222,7 @@ class Results:
         frame = (values.groupby(["trial", "epoch"])["value"]
                  .agg(n="count", mean="mean", std="std").reset_index())
         frame["sem"] = frame["std"] / np.sqrt(frame["n"])
-        half = stats.t.ppf(0.975, (frame["n"] - 1).clip(lower=1)) * frame["sem"]
+        half = scipy_stats.t.ppf(0.975, (frame["n"] - 1).clip(lower=1)) * frame["sem"]
         frame["ci95_low"], frame["ci95_high"] = frame["mean"] - half, frame["mean"] + half
         return frame
 
@@ -230,7 +230,7 @@ class Results:
                    states: Sequence[str] | None = ("COMPLETE",)) -> pd.DataFrame:
         """One row per (trial, seed): trial, seed, state (the run's), value: ``metric`` (default:
         the study's objective) of that run reduced as the study reduces its objective (last or
-        best epoch, :func:`hpo.protocol.reduce_history`).
+        best epoch, :func:`hpo.stats.reduce_history`).
 
         By default only COMPLETE runs: the sample of the trial's own statistics (its value, n,
         std, CI), of :meth:`compare`, :meth:`compare_all` and the ``param`` and ``seeds`` plots.
@@ -257,7 +257,7 @@ class Results:
             raise SweepError(f"metric {metric!r}: not recorded in study {name!r}; recorded: "
                              f"{known}")
         rows = [
-            (int(trial), int(seed), protocol.reduce_history(group["value"].tolist(), reduce,
+            (int(trial), int(seed), stats.reduce_history(group["value"].tolist(), reduce,
                                                             direction))
             for (trial, seed), group in values.groupby(["trial", "seed"])
         ]
@@ -304,14 +304,14 @@ class Results:
     def compare(self, study: str | int, a: int, b: int, metric: str | None = None) -> pd.Series:
         """Trial ``a`` against trial ``b`` on their COMPLETE runs' reduced values
         (:meth:`seed_table`): Welch's and the paired t-test (scipy.stats), effect sizes and CIs
-        (see :func:`hpo.protocol.compare`). :meth:`left_out_seeds` names the runs left out."""
+        (see :func:`hpo.stats.compare`). :meth:`left_out_seeds` names the runs left out."""
         table = self.seed_table(study, metric)
-        result = protocol.compare(self.seed_values(study, a, metric, table),
+        result = stats.compare(self.seed_values(study, a, metric, table),
                                   self.seed_values(study, b, metric, table))
         return pd.Series({"trial_a": a, "trial_b": b, **result})
 
     def compare_all(self, study: str | int, metric: str | None = None,
-                    alpha: float = protocol.ALPHA, direction: str | None = None) -> pd.DataFrame:
+                    alpha: float = stats.ALPHA, direction: str | None = None) -> pd.DataFrame:
         """Every COMPLETE trial but the best, tested against the best: one row per trial.
 
         The sample: each COMPLETE trial's COMPLETE runs, ``metric`` (default: the objective)
@@ -319,7 +319,7 @@ class Results:
         trial with the best mean by ``direction`` (default: the study's, which is its objective's;
         give "minimize" or "maximize" for another metric, e.g. a loss); for the objective it is
         the trial with the best value in :meth:`trials`. Each other trial is compared with it by
-        :func:`hpo.protocol.compare_to_best`: the paired t-test by seed (``scipy.stats.ttest_rel``)
+        :func:`hpo.stats.compare_to_best`: the paired t-test by seed (``scipy.stats.ttest_rel``)
         on the seeds both completed when there are at least 2, else Welch's t-test
         (``ttest_ind(equal_var=False)``); Holm's correction (statsmodels ``multipletests``) over
         the comparisons that could be tested, at ``alpha``.
@@ -336,7 +336,7 @@ class Results:
             >>> r.compare_all("mnist-width", alpha=0.01)  # doctest: +SKIP
         """
         try:
-            protocol.check_alpha(alpha)
+            stats.check_alpha(alpha)
         except ValueError as exc:
             raise SweepError(str(exc)) from None
         name = self.name(study)
@@ -351,7 +351,7 @@ class Results:
         table = self.seed_table(name, metric)
         samples = {int(t): dict(zip(g["seed"].tolist(), g["value"].tolist(), strict=True))
                    for t, g in table[table["trial"].isin(complete)].groupby("trial")}
-        rows = protocol.compare_to_best(samples, direction, alpha)
+        rows = stats.compare_to_best(samples, direction, alpha)
         frame = pd.DataFrame(
             [{"trial": r.trial, "best": r.best, "n": r.difference.n,
               "n_best": r.difference.n_other, "diff": r.difference.diff,
@@ -360,7 +360,7 @@ class Results:
               "verdict": r.verdict} for r in rows],
             columns=_COMPARE_ALL_COLUMNS,
         )
-        frame.attrs.update(best=protocol.best_trial(samples, direction), alpha=alpha,
+        frame.attrs.update(best=stats.best_trial(samples, direction), alpha=alpha,
                            metric=metric, direction=direction,
                            reduce=sweep.get("study.reduce", "last"))
         return frame

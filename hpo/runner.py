@@ -43,15 +43,15 @@ from collections.abc import Mapping
 
 import optuna
 
+from hpo.config import Sweep
 from hpo.datasets import loaders
 from hpo.datasets.prepare import DataSource
 from hpo.errors import LeaseLost, RunError, SweepError
 from hpo.progress import NullProgress, Progress
-from hpo.protocol import mean_curve, reduce_history, summarize
+from hpo.stats import mean_curve, reduce_history, summarize
 from hpo.store import Store
 from hpo.store.lease import Claim, Leases
 from hpo.store.recorder import Recorder
-from hpo.sweep import Sweep
 from hpo.training.dispatch import train
 from hpo.training.solo import TrainingJob
 

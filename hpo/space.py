@@ -18,9 +18,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
-
+from hpo._imports import LazyImport
 from hpo.errors import SweepError, key_path
+
+optuna = LazyImport("optuna")
 
 Scalar = str | int | float | bool
 

@@ -25,191 +25,34 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo.datasets import loaders
-from hpo.errors import SweepError, key_path
-from hpo.models import INTEGERS, builders, integer_keywords
-from hpo.space import Categorical, Range, SearchSpace
-from hpo.training.compile import (
+from hpo.config import (
     LOSSES,
     METRICS,
     ONE_HOT_METRICS,
     OPTIMIZERS,
+    PRUNERS,
+    SAMPLER_PACKAGES,
+    SAMPLERS,
     SPARSE_METRICS,
+    TRAIN_KEYS,
+    DataSpec,
+    ModelSpec,
+    ProtocolSpec,
+    SearchSpec,
+    StudySpec,
+    Sweep,
+    TrainSpec,
     uses_sparse_targets,
 )
-
-SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc")
-PRUNERS = ("none", "median", "hyperband", "successive_halving")
-# Samplers whose Optuna implementation needs a package beyond Optuna's own dependencies.
-_SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
-# A study name that becomes the default database file studies/<name>.db: a plain file name.
-_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """``[study]``: which Optuna study, where, and what it optimizes."""
-
-    name: str
-    direction: str
-    objective: str = "val_accuracy"
-    reduce: str = "last"
-    storage: str | None = None
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """``[data]``: the dataset and how much of it, and what validates."""
-
-    dataset: str
-    validation: str | float = "test"
-    limit_train: int = 0
-    limit_test: int = 0
-    shuffle: bool = False
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """``[model]``: the builder and the fixed keyword arguments passed to it."""
-
-    builder: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """``[train]``: compile and fit settings; each can also be a ``[search.space]`` name."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 0.001
-    loss: str = "sparse_categorical_crossentropy"
-    metrics: tuple[str, ...] = ("accuracy",)
-    early_stopping: dict[str, Any] | None = None
-    evaluate_test: bool = False
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    """``[protocol]``: ``repeats`` seeded runs per configuration: seeds ``seed, seed+1, ...``."""
-
-    repeats: int = 10
-    seed: int = 0
-    pack: bool | int = True
-    # Completed seeds a trial needs for a value; fewer (failed seeds) fail the trial.
-    min_repeats: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.min_repeats is None:
-            object.__setattr__(self, "min_repeats", self.repeats)
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return tuple(range(self.seed, self.seed + self.repeats))
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    """``[search]``: the sampler, how many trials, and the space."""
-
-    sampler: str = "grid"
-    n_trials: int | None = None
-    seed: int | None = None
-    pruner: str = "none"
-    space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep file."""
-
-    study: StudySpec
-    data: DataSpec
-    model: ModelSpec
-    train: TrainSpec
-    protocol: ProtocolSpec
-    search: SearchSpec
-    path: str | None = None
-
-    @property
-    def storage_url(self) -> str:
-        """``study.storage``, else ``sqlite:///studies/<study.name>.db``.
-
-        The default makes the name a file name, so then it must be one (else SweepError): a
-        name such as ``../../x`` or ``%2e%2e%2fx`` (SQLAlchemy decodes ``%``) would put the
-        database outside ``studies/``. With ``study.storage`` or ``--storage`` any name is
-        fine: it is only a value in Optuna's tables.
-        """
-        if self.study.storage:
-            return self.study.storage
-        if not _FILE_NAME.fullmatch(self.study.name):
-            raise _fail(
-                "study.name", self.study.name,
-                "letters, digits, '.', '_' or '-' (at most 100, not starting with '.' or '-'), "
-                "as it names the database file studies/<name>.db; or set study.storage",
-            )
-        return f"sqlite:///studies/{self.study.name}.db"
-
-    @property
-    def n_trials(self) -> int:
-        """The study's trial budget: ``search.n_trials``, or the grid's size for a grid."""
-        if self.search.n_trials is not None:
-            return self.search.n_trials
-        if self.search.sampler == "grid":
-            return self.search.space.grid_size()
-        raise AssertionError("validated sweeps have n_trials for non-grid samplers")
-
-    @property
-    def history_keys(self) -> tuple[str, ...]:
-        """The Keras history keys every run records (what ``objective`` may name)."""
-        names = ("loss", *self.train.metrics)
-        tested = tuple(f"test_{n}" for n in names) if self.train.evaluate_test else ()
-        return names + tuple(f"val_{n}" for n in names) + tested
-
-    def split_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainSpec]:
-        """Split sampled ``params`` into builder keyword arguments and the trial's TrainSpec."""
-        train_keys = {f.name for f in dataclasses.fields(TrainSpec)}
-        train = dataclasses.replace(
-            self.train, **{k: v for k, v in params.items() if k in train_keys}
-        )
-        model = {**self.model.params, **{k: v for k, v in params.items() if k not in train_keys}}
-        return model, train
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two runs of this sweep the same experiment (stored on the study).
-
-        Everything that changes a trial's numbers or which configurations are tried: the
-        objective, data, model, training, seeds, ``min_repeats`` (whether a trial with failed
-        seeds has a value), the sampler and its seed, the pruner and the space; with a pruner
-        also ``protocol.pack``, which decides which seeds' mean the pruner judges. Without a
-        pruner ``pack`` changes the speed, not the numbers, and is left out, as is
-        ``search.n_trials`` (a study may be run on for more trials).
-        """
-        sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
-        protocol = {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
-                    "min_repeats": self.protocol.min_repeats}
-        if self.search.pruner != "none":
-            protocol["pack"] = self.protocol.pack
-        return {
-            "study.objective": self.study.objective,
-            "study.reduce": self.study.reduce,
-            "data": dataclasses.asdict(self.data),
-            "model": {"builder": self.model.builder, **self.model.params},
-            "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
-            "protocol": protocol,
-            "search": {"sampler": self.search.sampler, "seed": sampler_seed,
-                       "pruner": self.search.pruner},
-            "search.space": self.search.space.to_toml(),
-        }
-
+from hpo.datasets import loaders
+from hpo.errors import SweepError, key_path
+from hpo.models import INTEGERS, builders, integer_keywords
+from hpo.space import Categorical, Range, SearchSpace
 
 # ---------------------------------------------------------------------------------------------
 # Reading and overriding
@@ -391,7 +234,7 @@ def _registered(registry: Any) -> Checker:
 
 def _sampler(path: str, value: Any) -> str:
     _one_of(*SAMPLERS)(path, value)
-    package = _SAMPLER_PACKAGES.get(value)
+    package = SAMPLER_PACKAGES.get(value)
     if package and importlib.util.find_spec(package) is None:
         raise SweepError(
             f"{path} = {value!r}: needs the package {package!r} (pip install {package})"
@@ -551,11 +394,10 @@ def _builder_value(path: str, value: Any) -> Any:
 
 
 def _check_space(space: SearchSpace, train: TrainSpec) -> None:
-    train_keys = {f.name for f in dataclasses.fields(TrainSpec)}
     for name, param in space.items():
         path = key_path("search", "space", name)
         if name in ("builder", "metrics") or (
-            name in train_keys and name not in _SWEEPABLE_TRAIN
+            name in TRAIN_KEYS and name not in _SWEEPABLE_TRAIN
         ):
             raise SweepError(f"{path}: {name!r} cannot be searched; set it in its section "
                              "(searchable [train] keys: " + ", ".join(_SWEEPABLE_TRAIN) + ")")

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from hpo.protocol import summarize
+from hpo.stats import summarize
 
 
 def copy_study(url: str, directory: Path) -> str:

@@ -17,7 +17,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from hpo import Results, SweepError
-from hpo.protocol import summarize
+from hpo.stats import summarize
 from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import Recorder

@@ -22,8 +22,9 @@ import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hpo.config import Sweep
 from hpo.errors import SweepError
-from hpo.sweep import _SECTIONS, Sweep, parse_sweep
+from hpo.sweep import _SECTIONS, parse_sweep
 
 from conftest import SMALL_SWEEP
 

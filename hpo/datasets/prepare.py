@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpo.config import DataSpec
 from hpo.errors import SweepError
-from hpo.sweep import DataSpec
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 

@@ -1,57 +1,15 @@
-"""Optimizer, loss and metric names that sweep files may use, and compiling a model with them.
+"""Compiling a Keras model with a :class:`~hpo.config.TrainSpec`'s optimizer, loss and metrics.
 
-The names are Keras' own; they live here (not imported from Keras) so that validating a sweep file
-does not import Keras or TensorFlow.
+The names a sweep may use are :mod:`hpo.config`'s (Keras' own names, kept there so that
+validating a sweep imports no Keras).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from hpo._imports import LazyImport
+from hpo.config import OPTIMIZERS, TrainSpec
 
-if TYPE_CHECKING:
-    import keras
-
-    from hpo.sweep import TrainSpec
-
-OPTIMIZERS = {
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "sgd": "SGD",
-    "rmsprop": "RMSprop",
-    "adagrad": "Adagrad",
-    "adadelta": "Adadelta",
-    "adamax": "Adamax",
-    "nadam": "Nadam",
-    "ftrl": "Ftrl",
-    "lion": "Lion",
-}
-# Losses that take integer class labels; every other loss gets one-hot targets (e.g. the
-# assignment's MSE on one-hot vectors).
-SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
-LOSSES = SPARSE_LOSSES | {
-    "categorical_crossentropy",
-    "binary_crossentropy",
-    "mse",
-    "mean_squared_error",
-    "mae",
-    "mean_absolute_error",
-    "hinge",
-    "squared_hinge",
-    "categorical_hinge",
-    "huber",
-    "kl_divergence",
-    "poisson",
-}
-# Metrics that need integer labels, metrics that need one-hot targets, and those that take either.
-SPARSE_METRICS = frozenset({"sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy"})
-ONE_HOT_METRICS = frozenset({"categorical_accuracy", "top_k_categorical_accuracy", "auc",
-                             "precision", "recall", "mse", "mae"})
-METRICS = SPARSE_METRICS | ONE_HOT_METRICS | {"accuracy"}
-
-
-def uses_sparse_targets(loss: str) -> bool:
-    """True when ``loss`` takes integer labels rather than one-hot vectors."""
-    return loss in SPARSE_LOSSES
+keras = LazyImport("keras")
 
 
 def compile_model(
@@ -68,13 +26,11 @@ def compile_model(
 
     Example:
         >>> from hpo.models.mlp import build
-        >>> from hpo.sweep import TrainSpec
+        >>> from hpo.config import TrainSpec
         >>> m = compile_model(build((4,), 3), TrainSpec(optimizer="sgd", learning_rate=0.1))
         >>> type(m.optimizer).__name__, round(float(m.optimizer.learning_rate), 6)
         ('SGD', 0.1)
     """
-    import keras
-
     optimizer = getattr(keras.optimizers, OPTIMIZERS[train.optimizer])(
         learning_rate=train.learning_rate
     )

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hpo.sweep import TrainSpec
+from hpo.config import TrainSpec
 from hpo.training.packed import (
     all_layers,
     cpu_cores,

@@ -2,7 +2,7 @@
 
 Replica r is the user's model built under ``set_random_seed(seeds[r])`` (so its initial weights
 and its dropout seed are the solo run's), fed from one table of examples by an in-graph gather of
-its own per-epoch order (the solo run's order, :func:`hpo.protocol.epoch_order`). Each replica's
+its own per-epoch order (the solo run's order, :func:`hpo.stats.epoch_order`). Each replica's
 gradient is exactly its own and optimizers update element-wise, so each replica also keeps its own
 optimizer state; each replica's metrics become its run's history.
 
@@ -26,11 +26,12 @@ from typing import Protocol
 
 import numpy as np
 
+from hpo.config import uses_sparse_targets
 from hpo.datasets.prepare import encode_targets
 from hpo.errors import LeaseLost
-from hpo.protocol import epoch_order
+from hpo.stats import epoch_order
 from hpo.training.backend import seed_everything
-from hpo.training.compile import compile_model, uses_sparse_targets
+from hpo.training.compile import compile_model
 from hpo.training.solo import (
     EVAL_BATCH_SIZE,
     STEPS_PER_EXECUTION,

@@ -1,6 +1,6 @@
 """The plain trainer: one seeded run at a time, one Keras ``fit`` per epoch.
 
-Each epoch trains on the training set in the order :func:`hpo.protocol.epoch_order` gives for
+Each epoch trains on the training set in the order :func:`hpo.stats.epoch_order` gives for
 (seed, epoch), so a run's data order is a documented function of its seed rather than of Keras'
 internal shuffling.
 """
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hpo.config import TrainSpec, uses_sparse_targets
 from hpo.datasets.prepare import DataSource, encode_targets
 from hpo.errors import LeaseLost
-from hpo.protocol import epoch_order
-from hpo.sweep import TrainSpec
+from hpo.stats import epoch_order
 from hpo.training.backend import seed_everything
-from hpo.training.compile import compile_model, uses_sparse_targets
+from hpo.training.compile import compile_model
 
 # Steps run per call into the backend: fewer Python round trips, the same arithmetic.
 STEPS_PER_EXECUTION = 32

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hpo.sweep import TrainSpec
+from hpo.config import TrainSpec
 from hpo.training.packed import (
     FastPathUnavailable,
     all_layers,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hpo.config import DataSpec
 from hpo.datasets.forda import load, read_ucr
 from hpo.datasets.prepare import prepare
-from hpo.sweep import DataSpec
 
 
 def test_forda_shapes_and_labels():

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from hpo.config import DataSpec
 from hpo.datasets.mnist import load
 from hpo.datasets.prepare import encode_targets, prepare
 from hpo.errors import SweepError
-from hpo.sweep import DataSpec
 
 
 def test_mnist_from_the_data_dir():

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from hpo.models import builders
-from hpo.protocol import epoch_order, summarize
 from hpo.runner import load_data
+from hpo.stats import epoch_order, summarize
 from hpo.sweep import parse_sweep
 from hpo.training.dispatch import train
 from hpo.training.packed import (

@@ -1,4 +1,4 @@
-"""protocol.compare (hpo.Results.compare's numbers) and summarize's edge cases, each value
+"""stats.compare (hpo.Results.compare's numbers) and summarize's edge cases, each value
 against scipy or the textbook formula computed here."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpo.protocol import (
+from hpo.stats import (
     Difference,
     compare,
     compare_to_best,

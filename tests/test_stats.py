@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from hpo.protocol import (
+from hpo.stats import (
     compare_to_best,
     difference,
     epoch_order,

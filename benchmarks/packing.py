@@ -74,6 +74,7 @@ def bookkeeping(args, env_backend: str) -> tuple[float, float, float]:
     """
     code = f"""
 import json, time, os
+import hpo.objective as objective
 import hpo.runner as runner
 from hpo.store.recorder import Recorder
 from hpo.sweep import load_sweep
@@ -95,7 +96,7 @@ class TimedStore(runner.Store):
 runner.Store = TimedStore
 runner.open_study = timed("setup", runner.open_study)
 runner.Recorder = CountedRecorder
-runner.train = timed("train", runner.train)
+objective.train_runs = timed("train", objective.train_runs)
 runner.load_data = timed("data", runner.load_data)
 runner.check_builder = timed("builder", runner.check_builder)
 overrides = ["train.epochs={args.epochs}", "protocol.repeats={args.seeds}",

@@ -1,3 +1,5 @@
+"""``python -m hpo``: the ``hpo`` command (see :mod:`hpo.cli`)."""
+
 import sys
 
 from hpo.cli import main

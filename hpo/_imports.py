@@ -19,16 +19,21 @@ from typing import Any
 
 
 class LazyImport(types.ModuleType):
-    """A module imported at the first attribute access (``importlib.import_module(name)``)."""
+    """A module imported at the first attribute access (``importlib.import_module(name)``).
+
+    Attributes are looked up on the real module each time rather than copied, so a module's own
+    globals can never shadow this object's. Dunder probes before the import (doctest's
+    ``__wrapped__``, ``inspect``) raise AttributeError instead of importing a heavy module.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._name = name
-
-    def _load(self) -> types.ModuleType:
-        module = importlib.import_module(self._name)
-        self.__dict__.update(module.__dict__)
-        return module
+        self._lazy_module: types.ModuleType | None = None
 
     def __getattr__(self, item: str) -> Any:
-        return getattr(self._load(), item)
+        # Called only for names not on this object itself.
+        if self._lazy_module is None:
+            if item.startswith("__") and item.endswith("__"):
+                raise AttributeError(item)
+            self._lazy_module = importlib.import_module(self.__name__)
+        return getattr(self._lazy_module, item)

@@ -7,6 +7,7 @@ Bad input prints one line ``hpo: error: ...`` and exits 2; a failure at run time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -110,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hpo`` command with ``argv`` (default: ``sys.argv``); return its exit code
+    (0, 1 for a failure at run time, 2 for bad input; an error is one line on stderr)."""
     args = _parser().parse_args(argv)
     if args.command in ("run", "worker"):
         # A scheduler's SIGTERM stops a sweep as Ctrl-C does: the run in flight is marked
@@ -314,7 +317,7 @@ def _plot(args: argparse.Namespace) -> int:
     from hpo.results import Results
 
     trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with Results(_default_url(args)) as results:
+    with Results(_default_url(args)) as results, _flags({"kind", "trial", "trials", "param"}):
         name = results.name(args.study)
         figure = plot(results, name, args.kind, trial=args.trial, trials=trials,
                       param=args.param, metric=args.metric, error=args.error)
@@ -325,10 +328,25 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _flags(arguments: set[str] | dict[str, str]):
+    """A library error about one of ``arguments`` names its command-line flag instead (a dict
+    maps each argument to its flag's name)."""
+    from hpo.errors import QueryError
+
+    flags = arguments if isinstance(arguments, dict) else {a: a for a in arguments}
+    try:
+        yield
+    except QueryError as exc:
+        if exc.argument not in flags:
+            raise
+        raise exc.naming(f"--{flags[exc.argument]}") from None
+
+
 def _export(args: argparse.Namespace) -> int:
     from hpo.results import Results
 
-    with Results(_default_url(args)) as results:
+    with Results(_default_url(args)) as results, _flags({"what": "what", "fmt": "format"}):
         frame = results.export(args.study, args.what, args.format, str(args.out))
     print(f"wrote {len(frame)} rows of {args.what} to {args.out}")
     return 0

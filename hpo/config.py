@@ -138,6 +138,7 @@ class ProtocolSpec:
 
     @property
     def seeds(self) -> tuple[int, ...]:
+        """The seeds every configuration is trained with: ``seed, seed+1, ..., seed+repeats-1``."""
         return tuple(range(self.seed, self.seed + self.repeats))
 
 

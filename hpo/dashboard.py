@@ -11,18 +11,23 @@ Example:
 
 from __future__ import annotations
 
-from hpo.errors import SweepError
+import importlib.util
+
+import optuna
+
+from hpo._imports import LazyImport
+from hpo.errors import HpoError
 from hpo.results import Results
 
+# The [dashboard] extra: imported on first use, after _require has checked it is installed.
+optuna_dashboard = LazyImport("optuna_dashboard")
+go = LazyImport("plotly.graph_objects")
 
-def _require():
-    try:
-        import optuna_dashboard
-        import plotly.graph_objects as go
-    except ImportError as exc:
-        raise SweepError("hpo dashboard needs optuna-dashboard and plotly "
-                         "(pip install hpo-sweeps[dashboard])") from exc
-    return optuna_dashboard, go
+
+def _require() -> None:
+    if any(importlib.util.find_spec(name) is None for name in ("optuna_dashboard", "plotly")):
+        raise HpoError("hpo dashboard needs optuna-dashboard and plotly "
+                       "(pip install hpo-sweeps[dashboard])")
 
 
 def protocol_note(settings: dict, study: str, direction: str) -> str:
@@ -61,9 +66,7 @@ def protocol_note(settings: dict, study: str, direction: str) -> str:
 
 def annotate(results: Results, study: str) -> int:
     """Write the protocol note and one mean ± CI figure per trial; return the figure count."""
-    import optuna
-
-    optuna_dashboard, go = _require()
+    _require()
     name = results.name(study)
     loaded = optuna.load_study(study_name=name, storage=results.store.optuna)
     settings = results.sweep_settings(name)
@@ -101,7 +104,7 @@ def annotate(results: Results, study: str) -> int:
 def serve(storage: str, study: str | None = None, host: str = "127.0.0.1",
           port: int = 8080) -> None:
     """Annotate ``study`` (or every study) of ``storage`` and run optuna-dashboard on it."""
-    optuna_dashboard, _ = _require()
+    _require()
     with Results(storage) as results:
         for name in [results.name(study)] if study else results.study_names():
             annotate(results, name)

@@ -1,7 +1,10 @@
-"""The one exception type hpo raises for problems a user can fix.
+"""The exception types hpo raises for problems a user can fix, each with a one-line message.
 
-The CLI prints its message as one line and exits with its ``exit_code``: 2 for bad input (a sweep
-file, an override, a storage URL), 1 for failures at run time.
+The CLI prints the message and exits with the type's ``exit_code``: 2 for bad input (a sweep
+file or override: :class:`SweepError`; a database URL: :class:`StorageError`; a question about
+results naming what is not recorded: :class:`QueryError` and its :class:`StudyNotFound` and
+:class:`MetricNotFound`), 1 for failures at run time (:class:`RunError`). :class:`LeaseLost` is
+not a user's problem: it tells a worker to drop a trial another worker took over.
 """
 
 from __future__ import annotations
@@ -24,6 +27,50 @@ class HpoError(Exception):
 
 class SweepError(HpoError):
     """The sweep (file, overrides or the study it would join) is not acceptable; nothing was run."""
+
+
+class StorageError(HpoError):
+    """The database URL cannot be used: not a URL, no such database file, not reachable."""
+
+
+class QueryError(HpoError):
+    """A question about recorded results names something the study does not have (a trial,
+    a parameter) or asks it in a way that has no answer (an unknown table or format).
+
+    Made by :meth:`about` it also keeps the argument it is about, so that a front end can name
+    that argument its own way (the CLI: ``--param``) without reading the message.
+
+    Example:
+        >>> error = QueryError.about("param", "depth", "not a parameter of 'x'")
+        >>> str(error), str(error.naming("--param"))
+        ("param = 'depth': not a parameter of 'x'", "--param 'depth': not a parameter of 'x'")
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None, value: object = None,
+                 reason: str = "") -> None:
+        super().__init__(message)
+        self.argument, self.value, self.reason = argument, value, reason
+
+    @classmethod
+    def about(cls, argument: str, value: object, reason: str) -> QueryError:
+        """``argument = value: reason`` (``argument: reason`` when ``value`` is None)."""
+        message = (f"{argument} = {value!r}: {reason}" if value is not None
+                   else f"{argument}: {reason}")
+        return cls(message, argument=argument, value=value, reason=reason)
+
+    def naming(self, name: str) -> QueryError:
+        """The same error with its argument written as ``name`` (e.g. a command-line flag)."""
+        message = f"{name} {self.value!r}: {self.reason}" if self.value is not None else (
+            f"{name}: {self.reason}")
+        return type(self)(message, argument=self.argument, value=self.value, reason=self.reason)
+
+
+class StudyNotFound(QueryError):
+    """No study of that name (or number) in the database."""
+
+
+class MetricNotFound(QueryError):
+    """The study recorded no values of that metric (history key)."""
 
 
 class RunError(HpoError):

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from hpo.errors import SweepError  # noqa: E402
+from hpo.errors import QueryError  # noqa: E402
 from hpo.results import Results  # noqa: E402
 from hpo.stats import summarize  # noqa: E402
 
@@ -43,7 +43,7 @@ def plot(results: Results, study: str, kind: str, *, trial: int | None = None,
     """Draw ``kind`` for ``study``; ``metric`` defaults to the study's objective (its train-side
     twin is drawn beside it where there is one); ``error`` plots 1 − accuracy."""
     if kind not in KINDS:
-        raise SweepError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
+        raise QueryError.about("kind", kind, f"expected one of {', '.join(KINDS)}")
     name = results.name(study)
     metric = metric or results.sweep_settings(name).get("study.objective", "val_accuracy")
     if kind == "curves":
@@ -56,10 +56,11 @@ def plot(results: Results, study: str, kind: str, *, trial: int | None = None,
 
 
 def best_trial(results: Results, study: str) -> int:
+    """The number of the study's best COMPLETE trial (by its value and the study's direction)."""
     trials = results.trials(study)
     complete = trials[trials["state"] == "COMPLETE"]
     if complete.empty:
-        raise SweepError(f"study {study!r}: no complete trial to plot")
+        raise QueryError(f"study {study!r}: no complete trial to plot")
     maximize = results._study(study).direction.name == "MAXIMIZE"
     return int(complete.loc[complete["value"].idxmax() if maximize
                             else complete["value"].idxmin(), "number"])
@@ -97,7 +98,7 @@ def _curves(results: Results, study: str, trial: int | None, metric: str, error:
     epochs = results.epochs(study)
     epochs = epochs[epochs["trial"] == trial]
     if epochs.empty:
-        raise SweepError(f"--trial {trial}: study {study!r} has no epochs for it")
+        raise QueryError.about("trial", trial, f"study {study!r} has no epochs for it")
     fig, ax = plt.subplots(figsize=(8, 5))
     for (key, label), color in zip(_twins(metric), ("tab:blue", "tab:orange"), strict=False):
         values = epochs[epochs["metric"] == key]
@@ -131,12 +132,12 @@ def _param(results: Results, study: str, param: str | None, metric: str,
     params = [c for c in trials.columns if c not in _STATS and c not in ("number", "state")]
     if param is None:
         if len(params) != 1:
-            raise SweepError(f"--param: study {study!r} has parameters "
-                             f"{', '.join(params) or 'none'}; name the one to plot")
+            raise QueryError.about("param", None, f"study {study!r} has parameters "
+                                   f"{', '.join(params) or 'none'}; name the one to plot")
         param = params[0]
     if param not in params:
-        raise SweepError(f"--param {param!r}: not a parameter of {study!r}; expected one of "
-                         + ", ".join(params))
+        raise QueryError.about("param", param, f"not a parameter of {study!r}; expected one of "
+                               + ", ".join(params))
     complete = trials[trials["state"] == "COMPLETE"].sort_values(param)
     fig, ax = plt.subplots(figsize=(8, 5))
     numeric = np.issubdtype(complete[param].dtype, np.number)
@@ -181,7 +182,8 @@ def _compare(results: Results, study: str, trials: Sequence[int] | None, metric:
     for trial in trials:
         curve = curves[curves["trial"] == trial]
         if curve.empty:
-            raise SweepError(f"--trials: trial {trial} of {study!r} has no {key!r} curve")
+            raise QueryError.about("trials", None,
+                                   f"trial {trial} of {study!r} has no {key!r} curve")
         params = ", ".join(f"{k}={v}" for k, v in table.loc[trial].items()
                            if k not in _STATS and k != "state")
         line, = ax.plot(curve["epoch"], _values(curve["mean"], error), linewidth=2,

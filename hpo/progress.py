@@ -1,6 +1,37 @@
 """The progress display of ``hpo run``: a rich bar on a terminal, plain lines otherwise.
 
-Both show trial k/n, seed i/repeats, epoch e/epochs and the ETA, from the same counts.
+Both show trial k/n, seed i/repeats, epoch e/epochs and the ETA, from the same counts. A display
+is the last part of a trial's sink (:class:`hpo.objective.TrialSink`): ``run_started``,
+``run_epoch`` and ``run_finished`` carry the names and arguments of the trainer's
+:class:`~hpo.training.job.RunSink`; the runner and the objective call the others.
+
+Example:
+    >>> import io
+    >>> from hpo.sweep import parse_sweep
+    >>> sweep = parse_sweep('''
+    ... [study]
+    ... name = "doc"
+    ... direction = "maximize"
+    ... [data]
+    ... dataset = "mnist"
+    ... [model]
+    ... builder = "mlp"
+    ... [train]
+    ... epochs = 1
+    ... [protocol]
+    ... repeats = 1
+    ... ''')
+    >>> shown = io.StringIO()
+    >>> lines = LineProgress(shown)
+    >>> lines.sweep_started(sweep, remaining=1, finished=0)
+    >>> lines.trial_started(0, {"width": 4}, epochs=1)
+    >>> lines.run_started(seed=0)
+    >>> lines.run_epoch(0, 1, {"val_accuracy": 0.5})
+    >>> lines.run_finished(0, None)
+    >>> print(shown.getvalue(), end="")
+    study doc: 0 trials finished before, 1 to run × 1 seeds × 1 epochs
+    trial 1/1 (#0): width=4
+      trial 1/1 (#0) seed 1/1 epoch 1/1 seed=0 val_accuracy=0.5000 ETA 0:00:00
 """
 
 from __future__ import annotations
@@ -16,9 +47,15 @@ if TYPE_CHECKING:
 
 
 class Progress:
-    """Counts what the runner reports; subclasses render it. Does nothing by itself."""
+    """Counts what the runner reports; subclasses render it. Does nothing by itself.
+
+    Calls come in this order: ``sweep_started``; per trial ``trial_started``, then per run
+    ``run_started``, ``run_epoch`` per epoch and ``run_finished`` (packed runs interleave), then
+    ``trial_finished``; ``note`` at any time; ``sweep_finished`` last.
+    """
 
     def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
+        """The runner starts: ``remaining`` trials to run, ``finished`` finished before."""
         self.sweep, self.remaining, self.finished_before = sweep, remaining, finished
         self.repeats = sweep.protocol.repeats
         self.total_epochs = max(1, remaining * sweep.protocol.repeats * sweep.train.epochs)
@@ -29,39 +66,46 @@ class Progress:
         self.last_logs: dict[int, dict[str, float]] = {}
         self.started = time.monotonic()
 
-    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
+    def trial_started(self, number: int, params: Mapping[str, Any], epochs: int) -> None:
+        """Trial ``number`` starts with ``params``; each of its runs trains ``epochs`` epochs."""
         self.trial_index += 1
         self.trial_number, self.params, self.seed_index = number, dict(params), 0
+        self.epochs = epochs
 
-    def run_started(self, seed: int, epochs: int) -> None:
+    def run_started(self, seed: int) -> None:
+        """The trial's run of ``seed`` starts."""
         self.seed_index += 1
-        self.seed, self.epoch, self.epochs = seed, 0, epochs
+        self.seed, self.epoch = seed, 0
 
-    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """The run of ``seed`` finished ``epoch`` (from 1) with ``logs``."""
         self.epoch, self.logs = epoch, dict(logs)
         self.last_logs[seed] = self.logs  # packed seeds finish together: each shows its own
         self.done_epochs += 1
 
     def run_finished(self, seed: int, error: str | None) -> None:
+        """The run of ``seed`` ended, with ``error`` if it failed."""
         self.done_epochs += self.epochs - self.epoch  # a run that stopped early skips the rest
 
     def trial_finished(self, number: int, summary: Summary) -> None:
-        pass
+        """Trial ``number`` completed with ``summary`` over its seeds."""
 
     def note(self, text: str) -> None:
         """A one-line event: a resumed, pruned, failed or skipped trial."""
 
     def sweep_finished(self) -> None:
-        pass
+        """The runner stops (also on an error or Ctrl-C)."""
 
     @property
     def eta_s(self) -> float | None:
+        """Seconds left at the mean pace of the epochs done so far; None before the first."""
         if not self.done_epochs:
             return None
         elapsed = time.monotonic() - self.started
         return elapsed / self.done_epochs * max(0, self.total_epochs - self.done_epochs)
 
     def position(self) -> str:
+        """Where the sweep is: trial, seed and epoch, each of its total."""
         return (
             f"trial {self.trial_index}/{self.remaining} (#{self.trial_number}) "
             f"seed {self.seed_index}/{self.repeats} epoch {self.epoch}/{self.epochs}"
@@ -98,13 +142,13 @@ class LineProgress(Progress):
             f"× {sweep.protocol.repeats} seeds × {sweep.train.epochs} epochs"
         )
 
-    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
-        super().trial_started(number, params)
+    def trial_started(self, number: int, params: Mapping[str, Any], epochs: int) -> None:
+        super().trial_started(number, params, epochs)
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
         self._print(f"trial {self.trial_index}/{self.remaining} (#{number}): {shown}")
 
-    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
-        super().epoch_finished(seed, epoch, logs)
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        super().run_epoch(seed, epoch, logs)
         now = time.monotonic()
         if now - self._last >= self.every_s and epoch < self.epochs:
             self._last = now
@@ -152,12 +196,12 @@ class RichProgress(Progress):
     def _update(self) -> None:
         self.bar.update(self.task, completed=self.done_epochs, description=self.position())
 
-    def run_started(self, seed: int, epochs: int) -> None:
-        super().run_started(seed, epochs)
+    def run_started(self, seed: int) -> None:
+        super().run_started(seed)
         self._update()
 
-    def epoch_finished(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
-        super().epoch_finished(seed, epoch, logs)
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        super().run_epoch(seed, epoch, logs)
         self._update()
 
     def run_finished(self, seed: int, error: str | None) -> None:

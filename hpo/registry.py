@@ -35,6 +35,7 @@ class Registry:
         self._entries[name] = target
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def check(self, name: str) -> None:

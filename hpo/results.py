@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from scipy import stats as scipy_stats
 
 from hpo import stats
-from hpo.errors import SweepError
+from hpo.errors import MetricNotFound, QueryError, StudyNotFound
 from hpo.stats import Summary
 from hpo.store import Store
+from hpo.study import SKIPPED_ATTR, SWEEP_ATTR
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
 _COMPARE_ALL_COLUMNS = ["trial", "best", "n", "n_best", "diff", "diff_ci95_low", "diff_ci95_high",
@@ -70,6 +71,7 @@ class Results:
         self.store = Store.open(storage)
 
     def close(self) -> None:
+        """Close the database connections (``with Results(url) as r:`` does it)."""
         self.store.dispose()
 
     def __enter__(self) -> Results:
@@ -79,6 +81,7 @@ class Results:
         self.close()
 
     def study_names(self) -> list[str]:
+        """The names of every study in the database."""
         return optuna.get_all_study_names(self.store.optuna)
 
     def name(self, study: str | int) -> str:
@@ -91,7 +94,7 @@ class Results:
                 return self.store.optuna.get_study_name_from_id(int(study))
             except KeyError:
                 pass
-        raise SweepError(
+        raise StudyNotFound(
             f"study {study!r}: not in {self.store.url}; studies there: "
             + (", ".join(names) or "none")
         )
@@ -131,9 +134,9 @@ class Results:
         ci95_low, ci95_high, value. ``where`` keeps the trials with these param values.
 
         Trials that several workers' race put on an already-held grid point (marked
-        ``hpo.skipped``, never trained) are left out."""
+        ``hpo.study.SKIPPED_ATTR``, never trained) are left out."""
         trials = [t for t in self._study(study).get_trials(deepcopy=False)
-                  if "hpo.skipped" not in t.user_attrs]
+                  if SKIPPED_ATTR not in t.user_attrs]
         params = sorted({name for t in trials for name in t.params})
         rows = []
         for t in trials:
@@ -149,7 +152,7 @@ class Results:
         frame["n"] = frame["n"].astype("Int64")
         for param, value in (where or {}).items():
             if param not in params:
-                raise SweepError(f"where {param} = {value!r}: not a parameter of study "
+                raise QueryError(f"where {param} = {value!r}: not a parameter of study "
                                  f"{study!r}; parameters: {', '.join(params) or 'none'}")
             frame = frame[frame[param] == value]
         return frame.reset_index(drop=True)
@@ -217,7 +220,7 @@ class Results:
         values = epochs[epochs["metric"] == metric]
         if values.empty:
             known = ", ".join(sorted(epochs["metric"].unique()))
-            raise SweepError(f"metric {metric!r}: not recorded in study {study!r}; recorded: "
+            raise MetricNotFound(f"metric {metric!r}: not recorded in study {study!r}; recorded: "
                              f"{known or 'none'}")
         frame = (values.groupby(["trial", "epoch"])["value"]
                  .agg(n="count", mean="mean", std="std").reset_index())
@@ -254,7 +257,7 @@ class Results:
         values = epochs[epochs["metric"] == metric]
         if values.empty and not epochs.empty:
             known = ", ".join(sorted(epochs["metric"].unique()))
-            raise SweepError(f"metric {metric!r}: not recorded in study {name!r}; recorded: "
+            raise MetricNotFound(f"metric {metric!r}: not recorded in study {name!r}; recorded: "
                              f"{known}")
         rows = [
             (int(trial), int(seed), stats.reduce_history(group["value"].tolist(), reduce,
@@ -294,9 +297,9 @@ class Results:
         if values.empty:
             numbers = self.trials(study)["number"].tolist()
             if trial not in numbers:
-                raise SweepError(f"trial {trial}: not a trial of study {self.name(study)!r}; "
+                raise QueryError(f"trial {trial}: not a trial of study {self.name(study)!r}; "
                                  f"trials: {', '.join(map(str, numbers)) or 'none'}")
-            raise SweepError(f"trial {trial} of study {self.name(study)!r}: no COMPLETE run "
+            raise QueryError(f"trial {trial} of study {self.name(study)!r}: no COMPLETE run "
                              f"with a value of {metric or 'the objective'!r} (runs that are not "
                              "COMPLETE are left out of statistics)")
         return dict(zip(values["seed"], values["value"], strict=True))
@@ -338,14 +341,14 @@ class Results:
         try:
             stats.check_alpha(alpha)
         except ValueError as exc:
-            raise SweepError(str(exc)) from None
+            raise QueryError(str(exc)) from None
         name = self.name(study)
         sweep = self.sweep_settings(name)
         metric = metric or sweep.get("study.objective", "val_accuracy")
         if direction is None:
             direction = self._study(name).direction.name.lower()
         elif direction not in ("maximize", "minimize"):
-            raise SweepError(f"direction = {direction!r}: expected maximize or minimize")
+            raise QueryError(f"direction = {direction!r}: expected maximize or minimize")
         trials = self.trials(name)
         complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
         table = self.seed_table(name, metric)
@@ -369,9 +372,9 @@ class Results:
         """Write ``trials``, ``runs`` or ``epochs`` of ``study`` as csv, parquet or json."""
         tables = {"trials": self.trials, "runs": self.runs, "epochs": self.epochs}
         if what not in tables:
-            raise SweepError(f"--what {what!r}: expected one of {', '.join(tables)}")
+            raise QueryError.about("what", what, f"expected one of {', '.join(tables)}")
         if fmt not in ("csv", "parquet", "json"):
-            raise SweepError(f"--format {fmt!r}: expected one of csv, parquet, json")
+            raise QueryError.about("fmt", fmt, "expected one of csv, parquet, json")
         frame = tables[what](study)
         if fmt == "csv":
             frame.to_csv(path, index=False)
@@ -381,10 +384,10 @@ class Results:
             try:
                 frame.to_parquet(path, index=False)
             except ImportError as exc:
-                raise SweepError("--format parquet: needs pyarrow (pip install pyarrow)") from exc
+                raise QueryError.about("fmt", fmt, "needs pyarrow (pip install pyarrow)") from exc
         return frame
 
     def sweep_settings(self, study: str | int) -> dict:
         """The sweep settings stored with the study (``hpo.sweep`` user attribute)."""
-        stored = self._study(study).user_attrs.get("hpo.sweep", {})
+        stored = self._study(study).user_attrs.get(SWEEP_ATTR, {})
         return json.loads(json.dumps(stored))

@@ -28,23 +28,32 @@ Scalar = str | int | float | bool
 
 @dataclass(frozen=True)
 class Categorical:
+    """A list of choices (``width = [8, 16]``): an axis of a grid."""
+
     choices: tuple[Scalar, ...]
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        """Optuna's distribution for this parameter."""
         return optuna.distributions.CategoricalDistribution(self.choices)
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        """Ask ``trial`` for a value of parameter ``name``."""
         return trial.suggest_categorical(name, self.choices)
 
     def values(self) -> tuple[Scalar, ...]:
+        """Every choice (what the builder check builds, what a grid visits)."""
         return self.choices
 
     def to_toml(self) -> Any:
+        """The spec as the sweep file writes it."""
         return list(self.choices)
 
 
 @dataclass(frozen=True)
 class Range:
+    """``{low, high, step?, log?}``: an int range when low, high and step are integers, else a
+    float range."""
+
     low: int | float
     high: int | float
     step: int | float | None = None
@@ -52,9 +61,11 @@ class Range:
 
     @property
     def is_int(self) -> bool:
+        """True for an integer range."""
         return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        """Optuna's distribution for this parameter."""
         if self.is_int:
             return optuna.distributions.IntDistribution(
                 self.low, self.high, log=self.log, step=self.step or 1
@@ -64,14 +75,17 @@ class Range:
         )
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        """Ask ``trial`` for a value of parameter ``name``."""
         if self.is_int:
             return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
 
     def values(self) -> tuple[int | float, int | float]:
+        """The two ends (what the builder check builds)."""
         return (self.low, self.high)
 
     def to_toml(self) -> Any:
+        """The spec as the sweep file writes it."""
         spec = {"low": self.low, "high": self.high, "log": self.log}
         if self.step is not None:
             spec["step"] = self.step
@@ -138,6 +152,7 @@ class SearchSpace(Mapping[str, Param]):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], path: str = "search.space") -> SearchSpace:
+        """The space of a ``[search.space]`` table (SweepError naming ``path.<name>``)."""
         return cls({name: parse_param(f"{path}.{key_path(name)}", spec)
                     for name, spec in raw.items()})
 
@@ -160,6 +175,7 @@ class SearchSpace(Mapping[str, Param]):
         return {name: list(p.values()) for name, p in self._params.items()}
 
     def grid_size(self) -> int:
+        """How many configurations the grid holds."""
         return math.prod(len(p.values()) for p in self._params.values())
 
     def edge_points(self) -> list[dict[str, Any]]:
@@ -182,4 +198,5 @@ class SearchSpace(Mapping[str, Param]):
         return {name: p.suggest(trial, name) for name, p in self._params.items()}
 
     def to_toml(self) -> dict[str, Any]:
+        """The ``[search.space]`` table as the sweep file writes it."""
         return {name: p.to_toml() for name, p in self._params.items()}

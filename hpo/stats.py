@@ -60,6 +60,7 @@ class Summary:
     ci95_high: float | None
 
     def as_dict(self) -> dict[str, float | int | None]:
+        """The statistics by name (stored as the trial's user attributes)."""
         return asdict(self)
 
 

@@ -58,11 +58,15 @@ def require(module: str, reason: str):
     return pytest.importorskip(module, reason=reason)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _require_data() -> None:
+@pytest.fixture(scope="session")
+def mnist_data() -> Path:
+    """The folder holding mnist.npz; requested by the fixtures that train (not autouse: pure
+    tests run without data). A test that loads MNIST without it fails on the loader's own
+    message, which names HPO_DATA_DIR."""
     data_dir = os.environ.get("HPO_DATA_DIR")
     if not data_dir or not (Path(data_dir) / "mnist.npz").exists():
         pytest.fail("set HPO_DATA_DIR to a folder holding mnist.npz (e.g. ../shared/datasets)")
+    return Path(data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -110,14 +114,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sweep_file(tmp_path: Path) -> Path:
+def sweep_file(tmp_path: Path, mnist_data: Path) -> Path:
     path = tmp_path / "small.toml"
     path.write_text(SMALL_SWEEP)
     return path
 
 
 @pytest.fixture(scope="session")
-def small_study(tmp_path_factory: pytest.TempPathFactory):
+def small_study(tmp_path_factory: pytest.TempPathFactory, mnist_data: Path):
     """One real sweep (2 widths × 3 seeds × 2 epochs), run once and read by many tests."""
     from hpo import parse_sweep, run_sweep
 
@@ -151,7 +155,7 @@ class CollectSink:
 
     def run_started(self, seed): pass
 
-    def epoch_finished(self, seed, epoch, logs):
+    def run_epoch(self, seed, epoch, logs):
         self.epochs.append((seed, epoch, dict(logs)))
 
     def epoch_ended(self, epoch): pass

@@ -16,7 +16,7 @@ PRUNED_SWEEP = ["search.space.width=[2, 8, 32, 64]", "train.epochs=4", "search.p
 
 @pytest.mark.parametrize(("pack", "backend"), [(False, "sqlite"), (True, "postgresql")])
 def test_a_pruned_trial_stops_all_its_seeds_and_keeps_its_epochs(pack, backend, sqlite_url,
-                                                                 request):
+                                                                 request, mnist_data):
     url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")
     sweep = parse_sweep(SMALL_SWEEP, [*PRUNED_SWEEP, f"protocol.pack={str(pack).lower()}"])
     study = run_sweep(sweep, storage=url)

@@ -9,7 +9,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from study_edits import copy_study, fail_seed
 
-from hpo import Results, SweepError, parse_sweep, run_sweep
+from hpo import MetricNotFound, QueryError, Results, StudyNotFound, parse_sweep, run_sweep
 
 from conftest import SMALL_SWEEP
 
@@ -77,9 +77,9 @@ def test_study_numbers_and_param_filters(small_study):
         assert wide["width"].tolist() == [16]
         runs, epochs = r.runs("small", {"width": 16}), r.epochs("small", {"width": 16})
         assert set(runs["trial"]) == set(epochs["trial"]) == set(wide["number"])
-        with pytest.raises(SweepError, match="where depth = 3: not a parameter"):
+        with pytest.raises(QueryError, match="where depth = 3: not a parameter"):
             r.trials("small", {"depth": 3})
-        with pytest.raises(SweepError, match="metric 'val_acc': not recorded"):
+        with pytest.raises(MetricNotFound, match="metric 'val_acc': not recorded"):
             r.curves("small", "val_acc")
 
 
@@ -91,9 +91,9 @@ def test_hostile_names_reach_sql_only_as_parameters(sqlite_url):
     with Results(sqlite_url) as r:
         assert r.study_names() == [hostile]
         assert len(r.epochs(hostile)) == 4 and len(r.runs(hostile)) == 1
-        with pytest.raises(SweepError, match="not recorded"):
+        with pytest.raises(MetricNotFound, match="not recorded"):
             r.curves(hostile, "loss'; DELETE FROM hpo_epochs; --")
-        with pytest.raises(SweepError, match="not in"):
+        with pytest.raises(StudyNotFound, match="not in"):
             r.trials("y' OR '1'='1")
         assert len(r.epochs(hostile)) == 4  # nothing was dropped or deleted
 
@@ -214,9 +214,9 @@ def test_compare_all_minimizes_a_loss_when_told_and_refuses_bad_input(small_stud
         assert losses.attrs["best"] == means.idxmin()
         assert (losses["diff"] > 0).all()  # every other trial's loss is above the best's
         for alpha in (0, 1, 1.5, -0.01):
-            with pytest.raises(SweepError, match=f"alpha = {alpha}: expected a number between"):
+            with pytest.raises(QueryError, match=f"alpha = {alpha}: expected a number between"):
                 r.compare_all("small", alpha=alpha)
-        with pytest.raises(SweepError, match="direction = 'up'"):
+        with pytest.raises(QueryError, match="direction = 'up'"):
             r.compare_all("small", direction="up")
-        with pytest.raises(SweepError, match="trial 7: not a trial of study 'small'"):
+        with pytest.raises(QueryError, match="trial 7: not a trial of study 'small'"):
             r.compare("small", 0, 7)

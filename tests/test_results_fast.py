@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from hpo import Results, SweepError
+from hpo import MetricNotFound, QueryError, Results, StorageError, StudyNotFound
 from hpo.stats import summarize
 from hpo.store import Store
 from hpo.store.lease import Leases
@@ -151,7 +151,7 @@ def complete(trial: int) -> dict[int, float]:
 
 
 def test_a_missing_database_is_an_error_not_an_empty_one(tmp_path):
-    with pytest.raises(SweepError, match="no database file"):
+    with pytest.raises(StorageError, match="no database file"):
         Results(f"sqlite:///{tmp_path / 'nope.db'}")
     assert not (tmp_path / "nope.db").exists()
 
@@ -174,7 +174,7 @@ def test_a_study_is_named_by_name_or_number(r):
     number = r.store.optuna.get_study_id_from_name("other")
     assert r.name("other") == r.name(number) == r.name(str(number)) == "other"
     for unknown in ("nope", 99, "99"):
-        with pytest.raises(SweepError) as error:
+        with pytest.raises(StudyNotFound) as error:
             r.name(unknown)
         assert str(error.value) == (f"study {unknown!r}: not in {r.store.url}; studies there: "
                                     + ", ".join(r.study_names()))
@@ -203,7 +203,7 @@ def test_trials_hold_the_stored_statistics_and_leave_grid_race_duplicates_out(r)
 def test_trials_where_keeps_the_trials_with_those_params(r):
     assert r.trials("syn", {"width": 16})["number"].tolist() == [1]
     assert r.trials("syn", {"width": 5}).empty
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.trials("syn", {"depth": 3})
     assert str(error.value) == "where depth = 3: not a parameter of study 'syn'; parameters: width"
 
@@ -281,11 +281,11 @@ def test_curves_are_numpy_and_scipy_over_each_epochs_finite_values(r):
         assert (row.std, row.sem, row.ci95_low, row.ci95_high) == pytest.approx(
             (x.std(ddof=1), stats.sem(x), low, high))
     assert r.curves("syn", "loss", where={"width": 64})[["trial", "n"]].values.tolist() == [[2, 1]]
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(MetricNotFound) as error:
         r.curves("syn", "accuracy")
     assert str(error.value) == ("metric 'accuracy': not recorded in study 'syn'; recorded: "
                                 "loss, val_accuracy")
-    with pytest.raises(SweepError, match="recorded: none$"):
+    with pytest.raises(MetricNotFound, match="recorded: none$"):
         r.curves("empty", "loss")
 
 
@@ -307,7 +307,7 @@ def test_the_seed_table_reduces_each_complete_run_as_the_study_does(r):
     # "other" minimizes val_loss reduced to the best epoch: the lowest value of each run.
     best = r.seed_table("other")
     assert best["value"].tolist() == pytest.approx([0.5, 0.6])
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(MetricNotFound) as error:
         r.seed_table("syn", "accuracy")
     assert str(error.value) == ("metric 'accuracy': not recorded in study 'syn'; recorded: "
                                 "loss, val_accuracy")
@@ -327,15 +327,15 @@ def test_left_out_seeds_are_the_runs_that_are_not_complete(r):
 def test_seed_values_and_their_errors(r):
     assert r.seed_values("syn", 1) == pytest.approx(complete(1))
     assert r.seed_values("other", 0) == pytest.approx({0: 0.5, 1: 0.6})
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.seed_values("syn", 7)
     assert str(error.value) == "trial 7: not a trial of study 'syn'; trials: 0, 1, 2, 4"
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.seed_values("syn", 2)
     assert str(error.value) == (
         "trial 2 of study 'syn': no COMPLETE run with a value of 'the objective' (runs that "
         "are not COMPLETE are left out of statistics)")
-    with pytest.raises(SweepError, match="with a value of 'loss'"):
+    with pytest.raises(QueryError, match="with a value of 'loss'"):
         r.seed_values("syn", 2, "loss")
 
 
@@ -389,11 +389,11 @@ def test_compare_all_takes_a_metric_a_direction_and_refuses_bad_ones(r):
     assert other.empty and other.attrs["best"] == 0 and other.attrs["reduce"] == "best"
     assert other.attrs["direction"] == "minimize"
     for alpha in (0, 1, 1.5):
-        with pytest.raises(SweepError) as error:
+        with pytest.raises(QueryError) as error:
             r.compare_all("syn", alpha=alpha)
         assert str(error.value) == (f"alpha = {alpha!r}: expected a number between 0 and 1 "
                                     "(exclusive)")
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.compare_all("syn", direction="up")
     assert str(error.value) == "direction = 'up': expected maximize or minimize"
     assert r.compare_all("empty").empty
@@ -416,20 +416,20 @@ def test_export_writes_the_table_it_returns(r, tmp_path, what, fmt):
 
 
 def test_export_refuses_what_it_cannot_write(r, tmp_path, monkeypatch):
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.export("syn", "curves", "csv", str(tmp_path / "x"))
-    assert str(error.value) == "--what 'curves': expected one of trials, runs, epochs"
-    with pytest.raises(SweepError) as error:
+    assert str(error.value) == "what = 'curves': expected one of trials, runs, epochs"
+    with pytest.raises(QueryError) as error:
         r.export("syn", "runs", "xlsx", str(tmp_path / "x"))
-    assert str(error.value) == "--format 'xlsx': expected one of csv, parquet, json"
+    assert str(error.value) == "fmt = 'xlsx': expected one of csv, parquet, json"
 
     def no_pyarrow(*args, **kwargs):
         raise ImportError("Unable to find a usable engine")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", no_pyarrow)
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.export("syn", "runs", "parquet", str(tmp_path / "x"))
-    assert str(error.value) == "--format parquet: needs pyarrow (pip install pyarrow)"
+    assert str(error.value) == "fmt = 'parquet': needs pyarrow (pip install pyarrow)"
 
 
 def test_sweep_settings_are_the_stored_identity(r):
@@ -445,7 +445,7 @@ def test_a_database_without_studies_says_so(tmp_path):
     Store.open(url, create=True).dispose()
     with Results(url) as r:
         assert r.study_names() == []
-        with pytest.raises(SweepError) as error:
+        with pytest.raises(StudyNotFound) as error:
             r.name("x")
     assert str(error.value) == f"study 'x': not in {url}; studies there: none"
 
@@ -464,11 +464,11 @@ def test_an_empty_study_has_typed_empty_tables_and_says_what_it_lacks(r):
     assert trials.empty and str(trials["n"].dtype) == "Int64"
     assert all(trials[c].dtype == "float64"
                for c in ("mean", "var", "std", "sem", "ci95_low", "ci95_high", "value"))
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.trials("empty", {"width": 4})
     assert str(error.value) == ("where width = 4: not a parameter of study 'empty'; "
                                 "parameters: none")
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.seed_values("empty", 0)
     assert str(error.value) == "trial 0: not a trial of study 'empty'; trials: none"
     assert list(r.compare_all("empty").columns) == [
@@ -478,7 +478,7 @@ def test_an_empty_study_has_typed_empty_tables_and_says_what_it_lacks(r):
 
 def test_a_study_with_several_params_lists_them_all(r):
     assert r.trials("other")[["width", "optimizer"]].values.tolist() == [[4, "sgd"]]
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(QueryError) as error:
         r.trials("other", {"depth": 1})
     assert str(error.value) == ("where depth = 1: not a parameter of study 'other'; "
                                 "parameters: optimizer, width")
@@ -519,11 +519,11 @@ def test_compare_takes_a_metric_and_names_a_missing_trial(r):
         y.mean())
     assert result["paired_p"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
     for a, b in ((0, 7), (7, 0)):
-        with pytest.raises(SweepError) as error:
+        with pytest.raises(QueryError) as error:
             r.compare("syn", a, b)
         assert str(error.value) == "trial 7: not a trial of study 'syn'; trials: 0, 1, 2, 4"
     for a, b in ((0, 2), (2, 0)):  # the pruned trial has no COMPLETE run
-        with pytest.raises(SweepError) as error:
+        with pytest.raises(QueryError) as error:
             r.compare("syn", a, b, "loss")
         assert str(error.value) == (
             "trial 2 of study 'syn': no COMPLETE run with a value of 'loss' (runs that are not "

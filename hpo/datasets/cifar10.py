@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from hpo._imports import LazyImport
 from hpo.datasets import offline_file
 from hpo.datasets.mnist import scale_pixels
+
+keras = LazyImport("keras")
 
 
 def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -18,8 +21,6 @@ def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
             x_train, y_train, x_test, y_test = (f[k] for k in
                                                 ("x_train", "y_train", "x_test", "y_test"))
     else:
-        import keras
-
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     return ((scale_pixels(x_train), y_train.reshape(-1).astype("int64")),
             (scale_pixels(x_test), y_test.reshape(-1).astype("int64")))

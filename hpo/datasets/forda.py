@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hpo._imports import LazyImport
 from hpo.datasets import offline_file
+
+keras = LazyImport("keras")
 
 URL = "https://raw.githubusercontent.com/hfawaz/cd-diagram/master/FordA/"
 FILES = ("FordA_TRAIN.tsv", "FordA_TEST.tsv")
@@ -37,6 +40,4 @@ def _path(name: str) -> Path:
     path = offline_file("FordA", name)
     if path is not None:
         return path
-    import keras
-
     return Path(keras.utils.get_file(name, URL + name, cache_subdir="datasets/FordA"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hpo._imports import LazyImport
 from hpo.datasets import offline_file
+
+keras = LazyImport("keras")
 
 
 def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -17,8 +20,6 @@ def load() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
                 (f["x_test"], f["y_test"]),
             )
     else:
-        import keras
-
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     return ((scale_pixels(x_train), y_train.astype("int64")),
             (scale_pixels(x_test), y_test.astype("int64")))

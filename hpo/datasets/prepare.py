@@ -26,6 +26,7 @@ class PreparedData:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example (what the builder gets)."""
         return tuple(self.x_train.shape[1:])
 
 

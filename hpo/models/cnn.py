@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported when called: reading the signature stays fast
-    import keras
+from hpo._imports import LazyImport
+
+keras = LazyImport("keras")
 
 
 def build(
@@ -38,8 +38,6 @@ def build(
         convs = [(32, "valid", True), (64, "valid", True), (64, "valid", False)]
     else:
         convs = [(32, "valid", True), (64, "same", True), (128, "same", True), (128, "same", True)]
-    import keras
-
     inputs = keras.Input(shape=tuple(input_shape))
     x = inputs
     for filters, padding, pool in convs:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported when called: reading the signature stays fast
-    import keras
+from hpo._imports import LazyImport
+
+keras = LazyImport("keras")
 
 
 def build(
@@ -49,8 +49,6 @@ def build(
         hidden[int(index) - 1] = value
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout = {dropout!r}: expected 0 <= dropout < 1")
-    import keras
-
     inputs = keras.Input(shape=tuple(input_shape))
     x = keras.layers.Flatten()(inputs)
     for units in hidden:

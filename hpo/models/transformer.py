@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported when called: reading the signature stays fast
-    import keras
+from hpo._imports import LazyImport
+
+keras = LazyImport("keras")
 
 
 def encoder_block(x, head_size: int, num_heads: int, ff_dim: int, dropout: float, norm: str):
@@ -15,8 +15,6 @@ def encoder_block(x, head_size: int, num_heads: int, ff_dim: int, dropout: float
     ``norm = "post"`` (the example's 2021/08 text) normalizes after attention and after the
     feed-forward part; ``"pre"`` (its 2021/06 text) normalizes their inputs instead.
     """
-    import keras
-
     n_features = x.shape[-1]
     attn_in = keras.layers.LayerNormalization(epsilon=1e-6)(x) if norm == "pre" else x
     h = keras.layers.MultiHeadAttention(key_dim=head_size, num_heads=num_heads,
@@ -63,8 +61,6 @@ def build(
         raise ValueError(f"norm = {norm!r}: expected 'post' or 'pre'")
     if pooling not in ("channels_first", "channels_last"):
         raise ValueError(f"pooling = {pooling!r}: expected 'channels_first' or 'channels_last'")
-    import keras
-
     inputs = keras.Input(shape=tuple(input_shape))
     x = inputs
     for _ in range(int(num_blocks)):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,20 +14,46 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from hpo.errors import SweepError
+from hpo.errors import StorageError
 from hpo.store.lease import STALE_AFTER_S
 from hpo.store.schema import create_tables
 
 SQLITE_BUSY_TIMEOUT_S = 60
-_CREATE_ATTEMPTS = 5
+# pg_advisory_lock key held while creating the tables ("hpo" in ASCII): one creator at a time.
+_CREATION_LOCK_KEY = 0x68706F
 
 
-def _lost_creation_race(exc: Exception) -> bool:
-    # Workers opening a new database together all create its tables; CREATE TABLE is not
-    # atomic with the existence check before it, so the losers see these errors and retry.
-    text = str(exc).lower()
-    return isinstance(exc, sa.exc.IntegrityError | sa.exc.ProgrammingError) or (
-        "already exists" in text or "duplicate key" in text)
+@contextlib.contextmanager
+def _creation_lock(url: str, engine: Engine) -> Iterator[None]:
+    """Held while creating Optuna's and hpo's tables, so that workers opening a new database
+    together create them one after another (CREATE TABLE is not atomic with the existence
+    check before it): the first creates, the others find the tables there.
+
+    SQLite: an exclusive ``flock`` on the database's folder. Not on the database file: closing
+    any descriptor of that file would drop every POSIX lock this process's SQLite connections
+    hold on it (and with them WAL's guarantees); the folder's lock touches no file's locks.
+    PostgreSQL: a session advisory lock on a connection outside any transaction. Other
+    databases get no lock.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = os.open(Path(parsed.database).resolve().parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # releases the flock
+    elif backend == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _CREATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
+                             {"key": _CREATION_LOCK_KEY})
+    else:
+        yield
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -80,34 +109,27 @@ class Store:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             elif not path.exists():
-                raise SweepError(f"storage {url!r}: no database file at {path}")
-        for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                engine = _engine(url)
-                if create:  # WAL before Optuna's first connection, which may create the file
-                    engine.connect().close()
-                storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
-                )
-                if create:
-                    create_tables(engine)
-                return cls(url, engine, storage)
-            except (sa.exc.SQLAlchemyError, ImportError) as exc:
-                if _lost_creation_race(exc) and attempt + 1 < _CREATE_ATTEMPTS:
-                    time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables
-                    continue
-                if not isinstance(exc, (sa.exc.OperationalError, sa.exc.ArgumentError,
-                                        ImportError)):
-                    raise
-                reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-                raise SweepError(
-                    f"storage {url!r}: cannot open the database ({reason})") from exc
-        raise AssertionError("unreachable")
+                raise StorageError(f"storage {url!r}: no database file at {path}")
+        try:
+            engine = _engine(url)
+            if not create:
+                return cls(url, engine, optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url), skip_table_creation=True))
+            engine.connect().close()  # WAL before Optuna's first connection
+            with _creation_lock(url, engine):
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+                create_tables(engine)
+            return cls(url, engine, storage)
+        except (sa.exc.OperationalError, sa.exc.ArgumentError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise StorageError(f"storage {url!r}: cannot open the database ({reason})") from exc
 
     def table_names(self) -> list[str]:
+        """The database's tables (Optuna's and hpo's)."""
         return sa.inspect(self.engine).get_table_names()
 
     def dispose(self) -> None:
+        """Close every connection of both engines."""
         self.engine.dispose()
         self.optuna.remove_session()
         self.optuna.engine.dispose()

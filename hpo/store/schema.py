@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    """hpo's tables (SQLAlchemy's declarative base; Optuna's tables are Optuna's own)."""
 
 
 # Optuna's trials table, declared only so that the foreign key below resolves; hpo never creates

@@ -6,9 +6,15 @@ TensorFlow is imported only when it is the backend, so hpo runs where only JAX i
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import sys
+
+from hpo._imports import LazyImport
+
+keras = LazyImport("keras")
+tf = LazyImport("tensorflow")  # used only when TensorFlow is the backend
 
 
 def import_keras_quietly() -> None:
@@ -20,7 +26,7 @@ def import_keras_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
+        importlib.import_module("keras")  # now, while fd 2 is silenced: not at first use
     finally:
         os.dup2(saved, 2)
         os.close(devnull)
@@ -31,8 +37,6 @@ def import_keras_quietly() -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and the backend (weights, dropout) for one run."""
-    import keras
-
     enable_determinism()
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
@@ -49,9 +53,5 @@ def seed_everything(seed: int) -> None:
 @functools.cache
 def enable_determinism() -> None:
     """Make the same seed give the same history on the same machine."""
-    import keras
-
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
         tf.config.experimental.enable_op_determinism()

@@ -1,16 +1,19 @@
-"""Opening a study database: one-line errors, directories, busy timeouts, the creation race."""
+"""Opening a study database: one-line errors, directories, busy timeouts, one creator at a time."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
+import threading
+from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy as sa
 
 import hpo.store.engine
-from hpo.errors import SweepError
+from hpo.errors import StorageError
 from hpo.store import Store
 from hpo.store.engine import SQLITE_BUSY_TIMEOUT_S, _engine, _engine_kwargs
 
@@ -20,7 +23,7 @@ from conftest import require
 def test_without_create_a_missing_sqlite_file_is_an_error_and_is_not_created(tmp_path):
     path = tmp_path / "missing.db"
     url = f"sqlite:///{path}"
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(StorageError) as error:
         Store.open(url)
     assert str(error.value) == f"storage {url!r}: no database file at {path}"
     assert not path.exists()
@@ -84,11 +87,11 @@ def test_a_database_that_cannot_be_opened_is_one_line_naming_the_url_and_why(
         tmp_path, monkeypatch, make_url, reason):
     monkeypatch.setitem(sys.modules, "MySQLdb", None)  # its driver is missing
     url = make_url(tmp_path)
-    with pytest.raises(SweepError) as error:
+    with pytest.raises(StorageError) as error:
         Store.open(url, create=True)
     assert str(error.value) == f"storage {url!r}: cannot open the database ({reason})"
     if url.startswith("mysql"):  # not a file: no file check either
-        with pytest.raises(SweepError, match="cannot open the database"):
+        with pytest.raises(StorageError, match="cannot open the database"):
             Store.open(url)
 
 
@@ -101,65 +104,51 @@ def test_opening_without_create_never_writes_a_schema(tmp_path):
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
-def race_error(kind: str) -> sa.exc.SQLAlchemyError:
-    """What a worker that lost the race to create the tables sees (by dialect and moment)."""
-    if kind == "already exists":
-        return sa.exc.OperationalError("CREATE TABLE hpo_runs", {},
-                                       sqlite3.OperationalError("table hpo_runs already exists"))
-    if kind == "duplicate key":
-        return sa.exc.OperationalError("CREATE TABLE hpo_runs", {}, Exception(
-            'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'))
-    cls = {"integrity": sa.exc.IntegrityError, "programming": sa.exc.ProgrammingError}[kind]
-    return cls("CREATE TABLE hpo_runs", {}, Exception("relation hpo_runs exists"))
+def hold_creation_lock(url: str):
+    """Take the lock Store.open(create=True) takes, as another creating worker would."""
+    engine = _engine(url)
+    return engine, hpo.store.engine._creation_lock(url, engine)
 
 
-@pytest.fixture
-def losing(monkeypatch):
-    """Make the table creation fail ``n`` times with ``error``; record the waits between."""
-    sleeps: list[float] = []
-    calls: list[int] = []
-    real = hpo.store.engine.create_tables
-
-    def arrange(error: Exception, n: int) -> None:
-        def create_tables(engine):
-            calls.append(1)
-            if len(calls) <= n:
-                raise error
-            real(engine)
-
-        monkeypatch.setattr(hpo.store.engine, "create_tables", create_tables)
-        monkeypatch.setattr(hpo.store.engine.time, "sleep", sleeps.append)
-
-    return arrange, sleeps, calls
-
-
-@pytest.mark.parametrize("kind", ["already exists", "duplicate key", "integrity", "programming"])
-def test_a_worker_that_loses_the_creation_race_waits_and_tries_again(sqlite_url, losing, kind):
-    arrange, sleeps, calls = losing
-    arrange(race_error(kind), 2)
-    store = Store.open(sqlite_url, create=True)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_creating_a_database_together_wait_for_the_first(backend, tmp_path, request):
+    """The creation race (CREATE TABLE is not atomic with its existence check) cannot happen:
+    while one worker creates, another opening with create waits, then finds the tables."""
+    url = (f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    engine, lock = hold_creation_lock(url)
+    opened: list[Store] = []
+    with lock:
+        other = threading.Thread(target=lambda: opened.append(Store.open(url, create=True)))
+        other.start()
+        other.join(timeout=1.5)
+        assert other.is_alive()  # waiting for the lock, not creating beside its holder
+        assert "hpo_runs" not in sa.inspect(engine).get_table_names()
+    other.join(timeout=60)
+    assert not other.is_alive()
+    store = opened[0]
+    assert {"studies", "trials", "hpo_runs", "hpo_epochs", "hpo_leases"} <= set(
+        store.table_names())
     store.dispose()
-    assert len(calls) == 3
-    assert sleeps == pytest.approx([0.2, 0.4])  # longer each time
+    engine.dispose()
+    again = Store.open(url, create=True)  # tables there: created once, found after
+    again.dispose()
 
 
-def test_the_creation_race_is_retried_five_times_at_most(sqlite_url, losing):
-    arrange, sleeps, calls = losing
-    arrange(race_error("already exists"), 99)
-    with pytest.raises(SweepError) as error:
+def test_a_failure_while_creating_is_one_line_and_releases_the_lock(sqlite_url, monkeypatch):
+    calls: list[int] = []
+
+    def create_tables(engine):
+        calls.append(1)
+        raise sa.exc.OperationalError("CREATE TABLE hpo_runs", {},
+                                      sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(hpo.store.engine, "create_tables", create_tables)
+    with pytest.raises(StorageError, match=r"cannot open the database \(disk I/O error\)$"):
         Store.open(sqlite_url, create=True)
-    assert len(calls) == 5
-    assert sleeps == pytest.approx([0.2, 0.4, 0.6, 0.8])
-    assert str(error.value).endswith("cannot open the database (table hpo_runs already exists)")
-
-
-def test_another_failure_is_not_retried(sqlite_url, losing):
-    arrange, sleeps, calls = losing
-    arrange(sa.exc.OperationalError("CREATE TABLE hpo_runs", {},
-                                    sqlite3.OperationalError("disk I/O error")), 99)
-    with pytest.raises(SweepError, match=r"cannot open the database \(disk I/O error\)$"):
-        Store.open(sqlite_url, create=True)
-    assert (len(calls), sleeps) == (1, [])
+    assert len(calls) == 1  # not retried
+    monkeypatch.undo()
+    Store.open(sqlite_url, create=True).dispose()  # the lock was released
 
 
 def test_an_old_database_gets_the_lease_columns_added_since(sqlite_url):
@@ -184,3 +173,30 @@ def test_an_old_database_gets_the_lease_columns_added_since(sqlite_url):
         assert tuple(row) == ("old", "", 1)
     finally:
         store.dispose()
+
+
+def posix_locks(path) -> list[str]:
+    """This process's POSIX locks on ``path`` (/proc/locks: id, kind, mode, type, pid,
+    maj:min:inode, start, end)."""
+    inode = os.stat(path).st_ino
+    return sorted(" ".join(fields[1:4] + fields[6:]) for line in
+                  Path("/proc/locks").read_text().splitlines()
+                  if (fields := line.split()) and fields[4] == str(os.getpid())
+                  and fields[5].endswith(f":{inode}"))
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads Linux's /proc/locks")
+def test_creating_keeps_the_locks_this_processs_sqlite_connections_hold(tmp_path):
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+    included: the creation lock must never open the database file itself."""
+    path = tmp_path / "study.db"
+    url = f"sqlite:///{path}"
+    store = Store.open(url, create=True)
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT COUNT(*) FROM hpo_runs").all()
+        held = posix_locks(path)
+        assert held  # the WAL connection's read lock on the database file
+        other = Store.open(url, create=True)  # a second worker of this process starts
+        assert posix_locks(path) == held
+        other.dispose()
+    store.dispose()

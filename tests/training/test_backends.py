@@ -1,11 +1,13 @@
-"""hpo on the JAX backend (the GPU machines' backend): a packed sweep, end to end, on the CPU."""
+"""hpo on the JAX backend (the GPU machines' backend): a packed sweep, end to end, on the CPU.
+
+The JAX pack's exactness (replicas equal to solo runs) is in tests/training/packs/test_contract.py.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from hpo import Results
 
@@ -31,24 +33,3 @@ def test_a_packed_sweep_on_the_jax_backend(tmp_path, sweep_file):
     assert len(runs) == 6 and (runs["state"] == "COMPLETE").all()
     assert (trials["n"] == 3).all()
     assert trials["value"].between(0.15, 1.0).all()  # above chance (0.1)
-
-
-# test_packed.py's tests of what the JAX fast path does (with dropout only: it covers the plain
-# case); the others test the functional pack (also used on JAX for convolutions and mixed
-# architectures) or no backend at all, and TensorFlow already runs them (CI time: the whole module
-# on JAX took 3 min, these 1).
-JAX_FAST_PATH_TESTS = ("first_step or (histories_agree and dropout) or early_stopping "
-                       "or backend_chooses or broken_builder or data_order")
-
-
-def test_packed_replicas_equal_solo_runs_on_the_jax_backend():
-    """The exactness tests of test_packed.py, run again on JAX (its own packed trainer)."""
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-         "tests/training/test_packed.py", "-k", JAX_FAST_PATH_TESTS],
-        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "7 passed" in result.stdout and " failed" not in result.stdout

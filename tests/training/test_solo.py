@@ -7,7 +7,8 @@ import pytest
 from hpo.models import builders
 from hpo.runner import load_data
 from hpo.sweep import parse_sweep
-from hpo.training.solo import TrainingJob, train_one
+from hpo.training.job import TrainingJob
+from hpo.training.solo import train_run
 
 from conftest import SMALL_SWEEP, CollectSink
 
@@ -19,7 +20,7 @@ def job():
 
 
 def test_same_seed_same_history_other_seed_other_history(job):
-    first, again, other = (train_one(job, seed, CollectSink()) for seed in (5, 5, 6))
+    first, again, other = (train_run(job, seed, CollectSink()) for seed in (5, 5, 6))
     assert first == again
     assert first["loss"] != other["loss"]
     assert len(first["val_accuracy"]) == 3
@@ -27,12 +28,12 @@ def test_same_seed_same_history_other_seed_other_history(job):
 
 def test_each_epoch_is_reported_in_order(job):
     sink = CollectSink()
-    history = train_one(job, 1, sink)
+    history = train_run(job, 1, sink)
     assert [e for _, e, _ in sink.epochs] == [1, 2, 3]
     assert [logs["loss"] for _, _, logs in sink.epochs] == history["loss"]
 
 
 def test_a_builder_that_returns_no_model_fails_the_run(job):
-    bad = TrainingJob(lambda *a, **k: "not a model", {}, job.train, job.data)
+    bad = TrainingJob(lambda *a, **k: "not a model", {}, job.spec, job.data)
     with pytest.raises(TypeError, match="not a keras.Model"):
-        train_one(bad, 0, CollectSink())
+        train_run(bad, 0, CollectSink())

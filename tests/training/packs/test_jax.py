@@ -1,6 +1,6 @@
 """Which replicas the JAX fast path stacks: one architecture, not merely one set of shapes.
 
-``jax_pack.applies`` takes Keras models, so this runs on any backend (TensorFlow in CI): the
+``packs.jax.applies`` takes Keras models, so this runs on any backend (TensorFlow in CI): the
 stacked path itself needs JAX, the decision does not.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from hpo.models import builders
-from hpo.training import jax_pack
+from hpo.training.packs.jax import applies
 
 
 def mlp(**params):
@@ -19,7 +19,7 @@ def mlp(**params):
 def test_replicas_of_one_architecture_are_stacked_whatever_their_layer_names():
     first, second = mlp(dropout=0.2), mlp(dropout=0.2)
     assert first.layers[2].name != second.layers[2].name  # each replica names its own layers
-    assert jax_pack.applies([first, second])
+    assert applies([first, second])
 
 
 @pytest.mark.parametrize(
@@ -34,8 +34,8 @@ def test_same_shapes_other_configuration_is_not_stacked(one, other):
     # The stacked path runs replica 0's train_step for all: these would train as replica 0.
     a, b = mlp(**one), mlp(**other)
     assert [v.shape for v in a.variables] == [v.shape for v in b.variables]
-    assert not jax_pack.applies([a, b])
-    assert not jax_pack.applies([b, a, b])
+    assert not applies([a, b])
+    assert not applies([b, a, b])
 
 
 def test_nested_models_compare_their_inner_layers():
@@ -47,9 +47,9 @@ def test_nested_models_compare_their_inner_layers():
         inputs = keras.Input((8,))
         return keras.Model(inputs, keras.layers.Dense(3)(inner(inputs)))
 
-    assert jax_pack.applies([nested("relu"), nested("relu")])
-    assert not jax_pack.applies([nested("relu"), nested("tanh")])
+    assert applies([nested("relu"), nested("relu")])
+    assert not applies([nested("relu"), nested("tanh")])
 
 
 def test_other_shapes_are_not_stacked():
-    assert not jax_pack.applies([mlp(), builders.resolve("mlp")((8,), 3, width=5)])
+    assert not applies([mlp(), builders.resolve("mlp")((8,), 3, width=5)])

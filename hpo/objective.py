@@ -1,0 +1,253 @@
+"""The objective of one Optuna trial: a configuration trained once per seed, and its sink.
+
+:class:`Objective` samples the trial's configuration, reuses the runs a resumed trial finished
+before, trains the other seeds, and turns the per-seed histories into the trial's value (the mean
+over seeds of the reduced objective), its spread (user attributes) and its mean learning curve
+(intermediate values).
+
+While seeds train, the trainer reports to a :class:`TrialSink` (hpo's
+:class:`~hpo.training.job.RunSink`), made of three parts called in this order:
+
+- :class:`RunRecording` writes each run's start, epochs and end to hpo's tables, every write
+  fenced by the worker's claim on the trial (:mod:`hpo.store.lease`);
+- :class:`EpochPruning` collects the objective per seed and, once every seed training now has
+  ended an epoch, reports their mean to Optuna for that epoch, once, and asks the pruner;
+- the display, a :class:`~hpo.progress.Progress`, whose methods carry the sink's names.
+
+Example (the pruning part alone, on a real study):
+    >>> import os, tempfile, optuna
+    >>> from hpo.store import Store
+    >>> from hpo.store.lease import Leases
+    >>> from hpo.store.recorder import Recorder
+    >>> store = Store.open("sqlite:///" + os.path.join(tempfile.mkdtemp(), "o.db"), create=True)
+    >>> trial = optuna.create_study(storage=store.optuna, direction="maximize").ask()
+    >>> claim = Leases(store.engine).take(trial._trial_id)
+    >>> recording = RunRecording(Recorder(store.engine), claim)
+    >>> pruning = EpochPruning(trial, store.optuna, "val_accuracy", recording.hold)
+    >>> pruning.run_epoch(0, 1, {"val_accuracy": 0.25})
+    >>> pruning.run_epoch(1, 1, {"val_accuracy": 0.75})
+    >>> pruning.epoch_ended(1)
+    >>> pruning.run_epoch(2, 1, {"val_accuracy": 0.0})  # a later chunk of seeds ...
+    >>> pruning.epoch_ended(1)  # ... finds epoch 1 reported: it is not judged again
+    >>> store.optuna.get_trial(trial._trial_id).intermediate_values, pruning.stopping
+    ({1: 0.5}, False)
+    >>> store.dispose()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import optuna
+
+from hpo.config import Sweep
+from hpo.datasets.prepare import DataSource
+from hpo.errors import LeaseLost, RunError
+from hpo.models import builders
+from hpo.progress import Progress
+from hpo.stats import mean_curve, reduce_history, summarize
+from hpo.store.lease import Claim
+from hpo.store.recorder import Recorder
+from hpo.study import ERROR_ATTR, FAILED_SEEDS_ATTR, PRUNED_AT_ATTR, SEEDS_ATTR
+from hpo.training.dispatch import train_runs
+from hpo.training.job import TrainingJob
+
+
+class Objective:
+    """Optuna's objective: sample a configuration, train it once per seed, aggregate.
+
+    A resumed trial reuses the runs it finished (COMPLETE or FAIL) and trains only the others.
+    ``storage`` is the study's Optuna storage (``Store.optuna``), which the objective reads the
+    trial's reported epochs from and writes its mean curve to.
+    """
+
+    def __init__(self, sweep: Sweep, data: DataSource, recorder: Recorder,
+                 storage: optuna.storages.BaseStorage, progress: Progress) -> None:
+        self.sweep, self.data, self.recorder = sweep, data, recorder
+        self.storage, self.progress = storage, progress
+        self.build = builders.resolve(sweep.model.builder)
+
+    def __call__(self, trial: optuna.Trial, claim: Claim) -> float:
+        """Run ``trial`` under ``claim``; return its value, the mean over completed seeds.
+
+        Raises:
+            optuna.TrialPruned: the pruner stopped the trial (its runs are recorded PRUNED).
+            RunError: fewer than ``protocol.min_repeats`` seeds completed.
+            LeaseLost: another worker took the trial over; nothing more was written.
+        """
+        sweep = self.sweep
+        params = sweep.search.space.suggest(trial)
+        model_params, spec = sweep.split_params(params)
+        seeds = sweep.protocol.seeds
+        trial.set_user_attr(SEEDS_ATTR, list(seeds))
+        self.progress.trial_started(trial.number, params, spec.epochs)
+        reused = self.recorder.finished_runs(trial._trial_id)
+        if reused:
+            self.progress.note(f"  reusing the finished runs of seeds {sorted(reused)}")
+        objective = sweep.study.objective
+        recording = RunRecording(self.recorder, claim)
+        prune_on = objective if sweep.search.pruner != "none" else None
+        pruning = EpochPruning(trial, self.storage, prune_on, recording.hold)
+        sink = TrialSink(recording, pruning, self.progress)
+        sink.errors.update({s: r.error or "failed" for s, r in reused.items() if r.state == "FAIL"})
+        histories = {s: r.history for s, r in reused.items() if r.state == "COMPLETE"}
+        todo = [s for s in seeds if s not in reused]
+        if todo:
+            job = TrainingJob(self.build, model_params, spec, self.data)
+            histories.update(train_runs(job, todo, sink, sweep.protocol.pack))
+        if pruning.pruned_at is not None:
+            trial.set_user_attr(PRUNED_AT_ATTR, pruning.pruned_at)
+            raise optuna.TrialPruned(f"mean {objective} at epoch {pruning.pruned_at}")
+        if sink.errors:
+            trial.set_user_attr(FAILED_SEEDS_ATTR, sorted(sink.errors))
+        completed = [s for s in seeds if s in histories]
+        if len(completed) < sweep.protocol.min_repeats:
+            first = sink.errors[min(sink.errors)]
+            trial.set_user_attr(ERROR_ATTR, first)
+            raise RunError(
+                f"trial {trial.number}: {len(completed)} of {len(seeds)} runs completed, "
+                f"fewer than protocol.min_repeats = {sweep.protocol.min_repeats}; "
+                f"first failure: {first}"
+            )
+        curves = [histories[s][objective] for s in completed]
+        reduced = [reduce_history(c, sweep.study.reduce, sweep.study.direction) for c in curves]
+        summary = summarize(reduced)
+        for key, value in summary.as_dict().items():
+            trial.set_user_attr(key, value)
+        if not objective.startswith("test_"):  # test_* is measured once, after training
+            self._set_mean_curve(trial, curves)
+        self.progress.trial_finished(trial.number, summary)
+        return summary.mean
+
+    def _set_mean_curve(self, trial: optuna.Trial, curves: list[list[float]]) -> None:
+        """Make the trial's intermediate values its mean curve over *all* completed seeds,
+        replacing what the pruner was shown while they trained (the first chunk's seeds when
+        seeds train in several chunks), so later trials are judged against full means."""
+        for epoch, value in enumerate(mean_curve(curves), start=1):
+            if math.isfinite(value):
+                self.storage.set_trial_intermediate_value(trial._trial_id, epoch, value)
+
+
+class RunRecording:
+    """The recording part of a trial's sink: each run's rows in hpo's tables.
+
+    Every write is one committed transaction fenced by ``claim``: a worker whose trial was taken
+    over gets :class:`~hpo.errors.LeaseLost` from its next write, and writes nothing.
+    """
+
+    def __init__(self, recorder: Recorder, claim: Claim) -> None:
+        self.recorder, self.claim = recorder, claim
+        self.run_ids: dict[int, int] = {}  # seed -> its run's id
+
+    def run_started(self, seed: int) -> None:
+        """Insert the seed's run, RUNNING (replacing an unfinished earlier attempt)."""
+        self.run_ids[seed] = self.recorder.start_run(self.claim, seed)
+
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """Commit every metric of the seed's finished ``epoch``."""
+        self.recorder.record_epoch(self.claim, self.run_ids[seed], epoch, logs)
+
+    def run_finished(self, seed: int, state: str, error: str | None) -> None:
+        """Mark the seed's run ``state`` (COMPLETE, FAIL or PRUNED) with its error."""
+        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error)
+
+    def hold(self) -> None:
+        """Raise :class:`~hpo.errors.LeaseLost` unless the claim still holds the trial: the
+        check before a write outside hpo's tables (Optuna's)."""
+        self.recorder.hold(self.claim)
+
+
+class EpochPruning:
+    """The pruning part of a trial's sink: what the pruner is shown, and its verdict.
+
+    When the trainer ends an epoch, the mean objective over the seeds it is training then (their
+    finite values) is reported for that epoch, once. Packed with ``pack >= repeats`` (the
+    default where they fit) that is every seed; with smaller packs it is the first chunk's seeds
+    and with ``pack = false`` the first seed alone (later chunks find their epochs reported and
+    are not judged). Epochs a resumed trial reported before its worker stopped are not
+    reported again. ``prune_on`` None (no pruner) reports nothing. ``hold`` raises
+    :class:`~hpo.errors.LeaseLost` unless this worker still holds the trial; it is called before
+    each report, since Optuna's writes are not fenced.
+    """
+
+    def __init__(self, trial: optuna.Trial, storage: optuna.storages.BaseStorage,
+                 prune_on: str | None, hold: Callable[[], None]) -> None:
+        self.trial, self.prune_on, self.hold = trial, prune_on, hold
+        self.values: dict[int, dict[int, float]] = {}  # epoch -> seed -> objective value
+        self.pruned_at: int | None = None
+        # Read once here and kept up to date below, so that no epoch pays a database read.
+        self.reported = set(storage.get_trial(trial._trial_id).intermediate_values)
+
+    @property
+    def stopping(self) -> bool:
+        """True once the pruner stopped the trial."""
+        return self.pruned_at is not None
+
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """Keep the seed's objective value for ``epoch``."""
+        if self.prune_on is not None and self.prune_on in logs:
+            self.values.setdefault(epoch, {})[seed] = logs[self.prune_on]
+
+    def epoch_ended(self, epoch: int) -> None:
+        """Report the mean for ``epoch`` unless it is reported already (or has no finite
+        value), and ask the pruner.
+
+        Raises:
+            LeaseLost: another worker holds the trial, or took it over and finished it.
+        """
+        values = [v for v in self.values.get(epoch, {}).values() if math.isfinite(v)]
+        if not values or epoch in self.reported:
+            return
+        self.hold()
+        try:
+            self.trial.report(sum(values) / len(values), epoch)
+            pruned = self.trial.should_prune()
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # Another worker took the trial over and finished it: not this run's failure.
+            raise LeaseLost(self.trial._trial_id, None) from exc
+        self.reported.add(epoch)
+        if pruned:
+            self.pruned_at = epoch
+
+
+class TrialSink:
+    """One trial's :class:`~hpo.training.job.RunSink`: recording, then pruning, then display.
+
+    A run ends FAIL when it has an error, else PRUNED once the pruner stopped the trial, else
+    COMPLETE. ``errors`` holds the failed runs' errors by seed (the objective adds the failed
+    runs a resumed trial reuses).
+    """
+
+    def __init__(self, recording: RunRecording, pruning: EpochPruning, display: Progress) -> None:
+        self.recording, self.pruning, self.display = recording, pruning, display
+        self.errors: dict[int, str] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """True once the pruner stopped the trial: the trainer ends its runs and starts no
+        more."""
+        return self.pruning.stopping
+
+    def run_started(self, seed: int) -> None:
+        """A run of ``seed`` starts: record it, then show it."""
+        self.recording.run_started(seed)
+        self.display.run_started(seed)
+
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """The run of ``seed`` finished ``epoch`` with ``logs``: record, keep, show."""
+        self.recording.run_epoch(seed, epoch, logs)
+        self.pruning.run_epoch(seed, epoch, logs)
+        self.display.run_epoch(seed, epoch, logs)
+
+    def epoch_ended(self, epoch: int) -> None:
+        """Every run being trained has reported ``epoch``: the pruner's turn."""
+        self.pruning.epoch_ended(epoch)
+
+    def run_finished(self, seed: int, error: str | None) -> None:
+        """The run of ``seed`` ended, with ``error`` if it failed: record its state, show it."""
+        state = "FAIL" if error else "PRUNED" if self.stopping else "COMPLETE"
+        self.recording.run_finished(seed, state, error)
+        if error:
+            self.errors[seed] = error
+        self.display.run_finished(seed, error)

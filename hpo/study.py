@@ -1,0 +1,180 @@
+"""The sweep's Optuna study: opening it, its sampler and pruner, and its identity.
+
+A study belongs to one experiment. :func:`open_study` creates it with the sweep's identity
+(:meth:`~hpo.config.Sweep.identity`) stored under :data:`SWEEP_ATTR`, or loads it after checking
+that identity, so that a re-run continues the same experiment and a changed setting is refused
+with the first key that differs rather than mixed into the old trials. The sampler and pruner
+come from one table each, keyed by the names a sweep file may use (:data:`hpo.config.SAMPLERS`,
+:data:`hpo.config.PRUNERS`).
+
+The user-attribute keys hpo writes on studies and trials are defined here once, for the modules
+that write them and those that read them back.
+
+Example:
+    >>> import os, tempfile
+    >>> from hpo.store import Store
+    >>> from hpo.sweep import parse_sweep
+    >>> text = '''
+    ... [study]
+    ... name = "doc"
+    ... direction = "maximize"
+    ... [data]
+    ... dataset = "mnist"
+    ... [model]
+    ... builder = "mlp"
+    ... [train]
+    ... epochs = 2
+    ... [search.space]
+    ... width = [4, 16]
+    ... '''
+    >>> store = Store.open("sqlite:///" + os.path.join(tempfile.mkdtemp(), "s.db"), create=True)
+    >>> study = open_study(parse_sweep(text), store)
+    >>> type(study.sampler).__name__, study.user_attrs[SWEEP_ATTR]["search"]["sampler"]
+    ('_GridSampler', 'grid')
+    >>> open_study(parse_sweep(text, ["train.epochs=3"]), store)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hpo.errors.SweepError: train.epochs = 3: study 'doc' in sqlite:///... was run with 2; ...
+    >>> store.dispose()
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import optuna
+
+from hpo.config import Sweep
+from hpo.errors import SweepError
+from hpo.store import Store
+
+# Study user attribute: the sweep's identity (a JSON object), checked when the study is reopened.
+SWEEP_ATTR = "hpo.sweep"
+# Trial user attributes.
+SKIPPED_ATTR = "hpo.skipped"  # a grid point another trial already holds: not trained, not counted
+SEEDS_ATTR = "seeds"  # the protocol's seeds, in order
+PRUNED_AT_ATTR = "pruned_at_epoch"  # the epoch at which the pruner stopped the trial
+FAILED_SEEDS_ATTR = "failed_seeds"  # the seeds whose run failed, sorted
+ERROR_ATTR = "error"  # the first failed seed's error, when too few seeds completed
+
+
+def open_study(sweep: Sweep, store: Store) -> optuna.Study:
+    """Create the sweep's study, or load it after checking it is the same experiment.
+
+    Workers starting together may race to create it: the losers load the winner's study.
+
+    Raises:
+        SweepError: the stored study has another direction, was not made by hpo, or was run
+            with other settings (the message names the first that differs).
+    """
+    name, sampler, pruner = sweep.study.name, make_sampler(sweep), make_pruner(sweep)
+    identity = json.loads(json.dumps(sweep.identity()))  # as stored: tuples become lists
+    try:
+        store.optuna.get_study_id_from_name(name)
+    except KeyError:
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=store.optuna, sampler=sampler, pruner=pruner,
+                direction=sweep.study.direction,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago
+        else:
+            study.set_user_attr(SWEEP_ATTR, identity)
+            return study
+    study = optuna.load_study(study_name=name, storage=store.optuna, sampler=sampler,
+                              pruner=pruner)
+    stored_direction = study.direction.name.lower()
+    if stored_direction != sweep.study.direction:
+        raise SweepError(
+            f"study.direction = {sweep.study.direction!r}: study {name!r} in {store.url} "
+            f"was created with {stored_direction!r}; use another study name or storage"
+        )
+    stored = study.user_attrs.get(SWEEP_ATTR)
+    if stored is None and not study.get_trials(deepcopy=False):
+        # Created by a worker that has not yet written the identity, or by hand: adopt it.
+        study.set_user_attr(SWEEP_ATTR, identity)
+        stored = identity
+    if stored is None:
+        raise SweepError(
+            f"study.name = {name!r}: a study of that name in {store.url} was not made by hpo; "
+            "use another study name or storage"
+        )
+    difference = _first_difference(stored, identity)
+    if difference:
+        key, old, new = difference
+        was = ("was made by an earlier hpo that did not record it" if old is _UNRECORDED
+               else f"was run with {old!r}")
+        raise SweepError(
+            f"{key} = {new!r}: study {name!r} in {store.url} {was}; "
+            "use another study.name (or storage) rather than mixing two experiments"
+        )
+    return study
+
+
+def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named by ``[search] sampler``, seeded by ``search.seed`` (default:
+    ``protocol.seed``)."""
+    seed = sweep.search.seed if sweep.search.seed is not None else sweep.protocol.seed
+    return _SAMPLERS[sweep.search.sampler](sweep, seed)
+
+
+def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
+    """The Optuna pruner named by ``[search] pruner``; it judges the mean curve over seeds.
+
+    Median: a trial stops when its mean is worse than the median of earlier trials at the same
+    epoch, after 3 finished trials and from epoch 3 on (the first epochs are too noisy to judge).
+    Hyperband and successive halving count epochs as their resource.
+    """
+    return _PRUNERS[sweep.search.pruner](sweep)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its ``study.stop()`` after the last point: that works only
+    inside ``study.optimize``, and hpo's own loop (ask and tell) checks ``is_exhausted`` itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+# One entry per name of hpo.config.SAMPLERS: (sweep, seed) -> sampler.
+_SAMPLERS: dict[str, Callable[[Sweep, int], optuna.samplers.BaseSampler]] = {
+    "grid": lambda sweep, seed: _GridSampler(sweep.search.space.grid(), seed=seed),
+    "random": lambda sweep, seed: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda sweep, seed: optuna.samplers.TPESampler(seed=seed),
+    "cmaes": lambda sweep, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "gp": lambda sweep, seed: optuna.samplers.GPSampler(seed=seed),
+    "qmc": lambda sweep, seed: optuna.samplers.QMCSampler(seed=seed),
+}
+
+# One entry per name of hpo.config.PRUNERS: sweep -> pruner.
+_PRUNERS: dict[str, Callable[[Sweep], optuna.pruners.BasePruner]] = {
+    "none": lambda sweep: optuna.pruners.NopPruner(),
+    "median": lambda sweep: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
+    "hyperband": lambda sweep: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=sweep.train.epochs),
+    "successive_halving": lambda sweep: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
+}
+
+
+_UNRECORDED = object()  # a setting missing from a stored identity
+
+
+def _first_difference(old: object, new: object) -> tuple | None:
+    """The first setting whose stored value differs, as (key, stored, new), preferring one the
+    study recorded over one it did not (a pruner changed names ``search.pruner``, not the
+    ``protocol.pack`` that comes into the identity with it)."""
+    found = list(_differences(old, new))
+    recorded = [d for d in found if d[1] is not _UNRECORDED]
+    return (recorded or found or [None])[0]
+
+
+def _differences(old: object, new: object, path: str = "") -> Iterator[tuple]:
+    """Every (dotted key, stored, new) where the two identities differ, keys in sorted order."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            yield from _differences(old.get(key, _UNRECORDED), new.get(key),
+                                    f"{path}.{key}" if path else key)
+    elif old != new:
+        yield path, old, new

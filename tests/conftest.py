@@ -145,24 +145,39 @@ def write_cifar10(directory: Path, n_train: int = 120, n_test: int = 40) -> dict
 
 
 class CollectSink:
-    """A trainer's RunSink that keeps what it is told (trainers are tested without a database)."""
+    """A trainer's RunSink that keeps what it is told (trainers are tested without a database):
+    each run's reported epochs, failures, and the order of ``run_epoch`` and ``epoch_ended``."""
 
     stopping = False
 
     def __init__(self) -> None:
         self.epochs: list[tuple[int, int, dict]] = []
         self.errors: dict[int, str] = {}
+        self.events: list[tuple] = []
 
     def run_started(self, seed): pass
 
     def run_epoch(self, seed, epoch, logs):
         self.epochs.append((seed, epoch, dict(logs)))
+        self.events.append(("run_epoch", seed, epoch))
 
-    def epoch_ended(self, epoch): pass
+    def epoch_ended(self, epoch):
+        self.events.append(("epoch_ended", epoch))
 
     def run_finished(self, seed, error):
         if error:
             self.errors[seed] = error
+
+    def late_epochs(self) -> list[tuple[int, int]]:
+        """(seed, epoch) reported after that epoch's ``epoch_ended`` (the pruner would not have
+        seen them)."""
+        ended, late = set(), []
+        for event in self.events:
+            if event[0] == "epoch_ended":
+                ended.add(event[1])
+            elif event[2] in ended:
+                late.append(event[1:])
+        return late
 
 
 def study_contents(url: str, study: str = "small") -> dict:

@@ -114,7 +114,9 @@ def runs(histories: dict, sink: CollectSink) -> dict:
     reported: dict[int, list] = {}
     for seed, epoch, logs in sink.epochs:
         reported.setdefault(seed, []).append([epoch, sorted(logs)])
-    return {"histories": histories, "errors": sink.errors, "reported": reported}
+    ended = [event[1] for event in sink.events if event[0] == "epoch_ended"]
+    return {"histories": histories, "errors": sink.errors, "reported": reported,
+            "late": sink.late_epochs(), "ended": ended}
 
 
 def outcome(case_name: str, fast: bool, solo: dict | None = None) -> dict:
@@ -233,6 +235,12 @@ def test_test_values_join_each_replicas_last_epoch(outcomes, pack):
         assert epochs == list(range(1, len(epochs) + 1))
         tested = [any(key.startswith("test_") for key in keys) for _, keys in reported]
         assert tested == [False] * (len(tested) - 1) + [True]
+    # Every replica's epoch, its last (test) record too, reaches the sink before that epoch's
+    # epoch_ended, as a solo run's does: the pruner judges every replica trained then. (Solo
+    # runs train one seed after another, so only the pack's order is checked here.)
+    assert got["packed"]["late"] == []
+    longest = max(len(r) for r in got["packed"]["reported"].values())
+    assert got["packed"]["ended"] == list(range(1, longest + 1))
 
 
 @every_pack

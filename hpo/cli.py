@@ -317,7 +317,7 @@ def _plot(args: argparse.Namespace) -> int:
     from hpo.results import Results
 
     trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with Results(_default_url(args)) as results, _flags({"kind", "trial", "trials", "param"}):
+    with Results(_default_url(args)) as results, _flags("kind", "trial", "trials", "param"):
         name = results.name(args.study)
         figure = plot(results, name, args.kind, trial=args.trial, trials=trials,
                       param=args.param, metric=args.metric, error=args.error)
@@ -329,12 +329,12 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _flags(arguments: set[str] | dict[str, str]):
-    """A library error about one of ``arguments`` names its command-line flag instead (a dict
-    maps each argument to its flag's name)."""
+def _flags(*arguments: str, **renamed: str):
+    """A library error about one of ``arguments`` (or ``renamed``: argument=flag name) names
+    its command-line flag instead."""
     from hpo.errors import QueryError
 
-    flags = arguments if isinstance(arguments, dict) else {a: a for a in arguments}
+    flags = {**{argument: argument for argument in arguments}, **renamed}
     try:
         yield
     except QueryError as exc:
@@ -346,7 +346,7 @@ def _flags(arguments: set[str] | dict[str, str]):
 def _export(args: argparse.Namespace) -> int:
     from hpo.results import Results
 
-    with Results(_default_url(args)) as results, _flags({"what": "what", "fmt": "format"}):
+    with Results(_default_url(args)) as results, _flags("what", fmt="format"):
         frame = results.export(args.study, args.what, args.format, str(args.out))
     print(f"wrote {len(frame)} rows of {args.what} to {args.out}")
     return 0

@@ -114,6 +114,16 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def store(sqlite_url: str):
+    """A new study database (real SQLite, hpo's and Optuna's tables), closed afterwards."""
+    from hpo.store import Store
+
+    store = Store.open(sqlite_url, create=True)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
 def sweep_file(tmp_path: Path, mnist_data: Path) -> Path:
     path = tmp_path / "small.toml"
     path.write_text(SMALL_SWEEP)

@@ -151,13 +151,6 @@ def test_min_repeats_lets_a_trial_stand_on_its_completed_seeds(diverging, sqlite
 
 # --- The sink's parts and the objective on a real study, with made-up numbers --------------
 
-@pytest.fixture
-def store(sqlite_url):
-    store = Store.open(sqlite_url, create=True)
-    yield store
-    store.dispose()
-
-
 def held_trial(store: Store, pruner: optuna.pruners.BasePruner | None = None):
     """A new trial of a new study, and this worker's claim on it."""
     study = optuna.create_study(storage=store.optuna, direction="maximize", pruner=pruner)

@@ -10,7 +10,6 @@ import pytest
 
 from hpo import SweepError, parse_sweep, run_sweep
 from hpo.config import PRUNERS, SAMPLER_PACKAGES, SAMPLERS
-from hpo.store import Store
 from hpo.study import (
     ERROR_ATTR,
     FAILED_SEEDS_ATTR,
@@ -24,13 +23,6 @@ from hpo.study import (
 )
 
 from conftest import SMALL_SWEEP
-
-
-@pytest.fixture
-def store(sqlite_url):
-    store = Store.open(sqlite_url, create=True)
-    yield store
-    store.dispose()
 
 
 def test_a_study_with_other_settings_is_refused_and_left_unchanged(small_study):

@@ -41,7 +41,7 @@ def seed_everything(seed: int) -> None:
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
         return
-    # Keras also seeds TensorFlow whenever it is installed, importing it (≈ 3 s) into a JAX or
+    # Keras also seeds TensorFlow whenever it is installed, importing it (seconds) into a JAX or
     # torch process that never uses it; a None entry makes that import fail, which Keras skips.
     sys.modules["tensorflow"] = None
     try:

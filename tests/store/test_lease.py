@@ -15,17 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.errors import LeaseLost
-from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import Recorder
 from hpo.store.schema import Lease
-
-
-@pytest.fixture
-def store(sqlite_url):
-    store = Store.open(sqlite_url, create=True)
-    yield store
-    store.dispose()
 
 
 @pytest.fixture

@@ -13,19 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.errors import LeaseLost
-from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import RecordedRun, Recorder
 from hpo.store.schema import Run
 
 NAN, INF = float("nan"), float("inf")
-
-
-@pytest.fixture
-def store(sqlite_url):
-    store = Store.open(sqlite_url, create=True)
-    yield store
-    store.dispose()
 
 
 @pytest.fixture

@@ -129,6 +129,8 @@ class ProtocolSpec:
     repeats: int = 10
     seed: int = 0
     pack: bool | int = True
+    # Trials one worker trains together (independent samplers only): true, false or at most N.
+    pack_trials: bool | int = True
     # Completed seeds a trial needs for a value; fewer (failed seeds) fail the trial.
     min_repeats: int | None = None
 
@@ -214,8 +216,9 @@ class Sweep:
         Everything that changes a trial's numbers or which configurations are tried: the
         objective, data, model, training, seeds, ``min_repeats`` (whether a trial with failed
         seeds has a value), the sampler and its seed, the pruner and the space; with a pruner
-        also ``protocol.pack``, which decides which seeds' mean the pruner judges. Without a
-        pruner ``pack`` changes the speed, not the numbers, and is left out, as is
+        also ``protocol.pack``, which decides which seeds' mean the pruner judges, and
+        ``protocol.pack_trials``, which decides which trials' epochs it has seen when it judges
+        one. Without a pruner both change the speed, not the numbers, and are left out, as is
         ``search.n_trials`` (a study may be run on for more trials).
         """
         sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
@@ -223,6 +226,7 @@ class Sweep:
                     "min_repeats": self.protocol.min_repeats}
         if self.search.pruner != "none":
             protocol["pack"] = self.protocol.pack
+            protocol["pack_trials"] = self.protocol.pack_trials
         return {
             "study.objective": self.study.objective,
             "study.reduce": self.study.reduce,

@@ -36,11 +36,14 @@ Example (the pruning part alone, on a real study):
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import optuna
 
+from hpo import interrupts
 from hpo.config import Sweep
 from hpo.datasets.prepare import DataSource
 from hpo.errors import LeaseLost, RunError
@@ -50,8 +53,20 @@ from hpo.stats import mean_curve, reduce_history, summarize
 from hpo.store.lease import Claim
 from hpo.store.recorder import Recorder
 from hpo.study import ERROR_ATTR, FAILED_SEEDS_ATTR, PRUNED_AT_ATTR, SEEDS_ATTR
-from hpo.training.dispatch import train_runs
+from hpo.training.dispatch import train_trials
 from hpo.training.job import TrainingJob
+
+
+@dataclass
+class TrialWork:
+    """One trial between :meth:`Objective.prepare` and :meth:`Objective.finish`."""
+
+    trial: optuna.Trial
+    job: TrainingJob
+    seeds: tuple[int, ...]
+    todo: list[int]  # the seeds to train (the others' runs are reused)
+    histories: dict[int, dict]  # completed runs' histories by seed, reused or trained
+    sink: TrialSink
 
 
 class Objective:
@@ -60,6 +75,10 @@ class Objective:
     A resumed trial reuses the runs it finished (COMPLETE or FAIL) and trains only the others.
     ``storage`` is the study's Optuna storage (``Store.optuna``), which the objective reads the
     trial's reported epochs from and writes its mean curve to.
+
+    Called as ``objective(trial, claim)`` it runs one trial; several trials trained together
+    (packed across trials) go through :meth:`prepare` each, one :meth:`train` for all, and
+    :meth:`finish` each.
     """
 
     def __init__(self, sweep: Sweep, data: DataSource, recorder: Recorder,
@@ -76,6 +95,12 @@ class Objective:
             RunError: fewer than ``protocol.min_repeats`` seeds completed.
             LeaseLost: another worker took the trial over; nothing more was written.
         """
+        work = self.prepare(trial, claim)
+        self.train([work])
+        return self.finish(work)
+
+    def prepare(self, trial: optuna.Trial, claim: Claim) -> TrialWork:
+        """Sample ``trial``'s configuration and find the runs it finished before."""
         sweep = self.sweep
         params = sweep.search.space.suggest(trial)
         model_params, spec = sweep.split_params(params)
@@ -85,22 +110,42 @@ class Objective:
         reused = self.recorder.finished_runs(trial._trial_id)
         if reused:
             self.progress.note(f"  reusing the finished runs of seeds {sorted(reused)}")
-        objective = sweep.study.objective
         recording = RunRecording(self.recorder, claim)
-        prune_on = objective if sweep.search.pruner != "none" else None
+        prune_on = sweep.study.objective if sweep.search.pruner != "none" else None
         pruning = EpochPruning(trial, self.storage, prune_on, recording.hold)
-        sink = TrialSink(recording, pruning, self.progress)
+        sink = TrialSink(recording, pruning, self.progress, trial.number)
         sink.errors.update({s: r.error or "failed" for s, r in reused.items() if r.state == "FAIL"})
-        histories = {s: r.history for s, r in reused.items() if r.state == "COMPLETE"}
-        todo = [s for s in seeds if s not in reused]
-        if todo:
-            job = TrainingJob(self.build, model_params, spec, self.data)
-            histories.update(train_runs(job, todo, sink, sweep.protocol.pack))
-        if pruning.pruned_at is not None:
-            trial.set_user_attr(PRUNED_AT_ATTR, pruning.pruned_at)
-            raise optuna.TrialPruned(f"mean {objective} at epoch {pruning.pruned_at}")
+        return TrialWork(
+            trial=trial, job=TrainingJob(self.build, model_params, spec, self.data),
+            seeds=seeds, todo=[s for s in seeds if s not in reused],
+            histories={s: r.history for s, r in reused.items() if r.state == "COMPLETE"},
+            sink=sink,
+        )
+
+    def train(self, works: Sequence[TrialWork]) -> None:
+        """Train every trial's seeds still to train, trials packed together where they can be
+        (:func:`~hpo.training.dispatch.train_trials`)."""
+        todo = [work for work in works if work.todo]
+        trained = train_trials([(w.job, w.todo, w.sink) for w in todo], self.sweep.protocol.pack)
+        for work, histories in zip(todo, trained, strict=True):
+            work.histories.update(histories)
+
+    def finish(self, work: TrialWork) -> float:
+        """The trained trial's value; its spread and mean curve are set on the trial.
+
+        Raises what :meth:`__call__` documents.
+        """
+        sweep, trial, sink = self.sweep, work.trial, work.sink
+        if sink.lost is not None:
+            raise sink.lost
+        objective = sweep.study.objective
+        pruned_at = sink.pruning.pruned_at
+        if pruned_at is not None:
+            trial.set_user_attr(PRUNED_AT_ATTR, pruned_at)
+            raise optuna.TrialPruned(f"mean {objective} at epoch {pruned_at}")
         if sink.errors:
             trial.set_user_attr(FAILED_SEEDS_ATTR, sorted(sink.errors))
+        seeds, histories = work.seeds, work.histories
         completed = [s for s in seeds if s in histories]
         if len(completed) < sweep.protocol.min_repeats:
             first = sink.errors[min(sink.errors)]
@@ -217,37 +262,62 @@ class TrialSink:
     A run ends FAIL when it has an error, else PRUNED once the pruner stopped the trial, else
     COMPLETE. ``errors`` holds the failed runs' errors by seed (the objective adds the failed
     runs a resumed trial reuses).
+
+    A :class:`~hpo.errors.LeaseLost` from any part is kept in ``lost`` instead of raised: the
+    trial then writes and shows nothing more and is :attr:`stopping`, so its runs end at once
+    while runs of other trials packed with it train on; :meth:`Objective.finish` raises it.
     """
 
-    def __init__(self, recording: RunRecording, pruning: EpochPruning, display: Progress) -> None:
+    def __init__(self, recording: RunRecording, pruning: EpochPruning, display: Progress,
+                 number: int | None = None) -> None:
         self.recording, self.pruning, self.display = recording, pruning, display
+        self.number = number  # the trial's, for the display
         self.errors: dict[int, str] = {}
+        self.lost: LeaseLost | None = None
 
     @property
     def stopping(self) -> bool:
-        """True once the pruner stopped the trial: the trainer ends its runs and starts no
-        more."""
-        return self.pruning.stopping
+        """True once the pruner stopped the trial or the worker lost it: the trainer ends its
+        runs and starts no more."""
+        return self.lost is not None or self.pruning.stopping
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        try:
+            yield
+        except LeaseLost as exc:
+            self.lost = exc
 
     def run_started(self, seed: int) -> None:
         """A run of ``seed`` starts: record it, then show it."""
-        self.recording.run_started(seed)
-        self.display.run_started(seed)
+        if self.lost is None:
+            with self._held():
+                self.recording.run_started(seed)
+                self.display.run_started(seed, trial=self.number)
 
     def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
         """The run of ``seed`` finished ``epoch`` with ``logs``: record, keep, show."""
-        self.recording.run_epoch(seed, epoch, logs)
-        self.pruning.run_epoch(seed, epoch, logs)
-        self.display.run_epoch(seed, epoch, logs)
+        if self.lost is None:
+            with self._held():
+                self.recording.run_epoch(seed, epoch, logs)
+                self.pruning.run_epoch(seed, epoch, logs)
+                self.display.run_epoch(seed, epoch, logs, trial=self.number)
 
     def epoch_ended(self, epoch: int) -> None:
-        """Every run being trained has reported ``epoch``: the pruner's turn."""
-        self.pruning.epoch_ended(epoch)
+        """Every run being trained has reported ``epoch``: the pruner's turn (and a Ctrl-C's
+        that Python dropped, :mod:`hpo.interrupts`)."""
+        interrupts.check()
+        if self.lost is None:
+            with self._held():
+                self.pruning.epoch_ended(epoch)
 
     def run_finished(self, seed: int, error: str | None) -> None:
         """The run of ``seed`` ended, with ``error`` if it failed: record its state, show it."""
+        if self.lost is not None:
+            return
         state = "FAIL" if error else "PRUNED" if self.stopping else "COMPLETE"
-        self.recording.run_finished(seed, state, error)
-        if error:
-            self.errors[seed] = error
-        self.display.run_finished(seed, error)
+        with self._held():
+            self.recording.run_finished(seed, state, error)
+            if error:
+                self.errors[seed] = error
+            self.display.run_finished(seed, error, trial=self.number)

@@ -51,7 +51,8 @@ class Progress:
 
     Calls come in this order: ``sweep_started``; per trial ``trial_started``, then per run
     ``run_started``, ``run_epoch`` per epoch and ``run_finished`` (packed runs interleave), then
-    ``trial_finished``; ``note`` at any time; ``sweep_finished`` last.
+    ``trial_finished``; ``note`` at any time; ``sweep_finished`` last. Trials packed together
+    all start before their runs, whose calls then name their trial (``trial=number``).
     """
 
     def sweep_started(self, sweep: Sweep, remaining: int, finished: int) -> None:
@@ -63,28 +64,42 @@ class Progress:
         self.trial_index = 0
         self.seed_index = 0
         self.epoch, self.epochs = 0, sweep.train.epochs
-        self.last_logs: dict[int, dict[str, float]] = {}
+        self.last_logs: dict[tuple[int | None, int], dict[str, float]] = {}
         self.started = time.monotonic()
+        self._trials: dict[int, list[int]] = {}  # trial number -> [trial_index, seed_index]
 
     def trial_started(self, number: int, params: Mapping[str, Any], epochs: int) -> None:
         """Trial ``number`` starts with ``params``; each of its runs trains ``epochs`` epochs."""
         self.trial_index += 1
         self.trial_number, self.params, self.seed_index = number, dict(params), 0
         self.epochs = epochs
+        self._trials[number] = [self.trial_index, 0]
 
-    def run_started(self, seed: int) -> None:
-        """The trial's run of ``seed`` starts."""
+    def _focus(self, trial: int | None) -> None:
+        """Show trial ``trial``'s position (runs of trials packed together interleave)."""
+        if trial is not None and trial in self._trials:
+            self.trial_number = trial
+            self.trial_index, self.seed_index = self._trials[trial]
+
+    def run_started(self, seed: int, trial: int | None = None) -> None:
+        """The run of ``seed`` (of trial ``trial``, else the last started) starts."""
+        self._focus(trial)
         self.seed_index += 1
+        if self.trial_number in self._trials:
+            self._trials[self.trial_number][1] = self.seed_index
         self.seed, self.epoch = seed, 0
 
-    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float],
+                  trial: int | None = None) -> None:
         """The run of ``seed`` finished ``epoch`` (from 1) with ``logs``."""
+        self._focus(trial)
         self.epoch, self.logs = epoch, dict(logs)
-        self.last_logs[seed] = self.logs  # packed seeds finish together: each shows its own
+        self.last_logs[trial, seed] = self.logs  # packed seeds finish together: each its own
         self.done_epochs += 1
 
-    def run_finished(self, seed: int, error: str | None) -> None:
+    def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
         """The run of ``seed`` ended, with ``error`` if it failed."""
+        self._focus(trial)
         self.done_epochs += self.epochs - self.epoch  # a run that stopped early skips the rest
 
     def trial_finished(self, number: int, summary: Summary) -> None:
@@ -147,20 +162,21 @@ class LineProgress(Progress):
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
         self._print(f"trial {self.trial_index}/{self.remaining} (#{number}): {shown}")
 
-    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
-        super().run_epoch(seed, epoch, logs)
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float],
+                  trial: int | None = None) -> None:
+        super().run_epoch(seed, epoch, logs, trial)
         now = time.monotonic()
         if now - self._last >= self.every_s and epoch < self.epochs:
             self._last = now
             self._print(f"  {self.position()} ETA {_clock(self.eta_s)}")
 
-    def run_finished(self, seed: int, error: str | None) -> None:
-        super().run_finished(seed, error)
+    def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
+        super().run_finished(seed, error, trial)
         objective = self.sweep.study.objective
         if error:
             outcome = f"FAILED: {error}"
         else:
-            value = self.last_logs.get(seed, {}).get(objective, float("nan"))
+            value = self.last_logs.get((trial, seed), {}).get(objective, float("nan"))
             outcome = f"{objective}={value:.4f}"
         self._print(f"  {self.position()} seed={seed} {outcome} ETA {_clock(self.eta_s)}")
 
@@ -196,16 +212,17 @@ class RichProgress(Progress):
     def _update(self) -> None:
         self.bar.update(self.task, completed=self.done_epochs, description=self.position())
 
-    def run_started(self, seed: int) -> None:
-        super().run_started(seed)
+    def run_started(self, seed: int, trial: int | None = None) -> None:
+        super().run_started(seed, trial)
         self._update()
 
-    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float]) -> None:
-        super().run_epoch(seed, epoch, logs)
+    def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float],
+                  trial: int | None = None) -> None:
+        super().run_epoch(seed, epoch, logs, trial)
         self._update()
 
-    def run_finished(self, seed: int, error: str | None) -> None:
-        super().run_finished(seed, error)
+    def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
+        super().run_finished(seed, error, trial)
         if error:
             self.bar.console.print(f"[red]seed {seed} failed:[/red] {error}")
         self._update()

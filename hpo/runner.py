@@ -41,6 +41,7 @@ import contextlib
 
 import optuna
 
+from hpo import interrupts
 from hpo._imports import LazyImport
 from hpo.config import Sweep
 from hpo.datasets import loaders
@@ -88,9 +89,11 @@ def run_sweep(
         objective = Objective(sweep, data, Recorder(store.engine), store.optuna, progress)
         finished = len(_counted(study, FINISHED))
         progress.sweep_started(sweep, max(0, target - finished), finished)
+        batch = trials_at_once(sweep)
         try:
-            while (next_trial := _next_trial(study, leases, target, progress)) is not None:
-                _run_trial(study, *next_trial, objective, leases, progress)
+            with interrupts.delivered():
+                while trials := _next_trials(study, leases, target, progress, batch):
+                    _run_trials(study, trials, objective, leases, progress)
         finally:
             progress.sweep_finished()
         return study
@@ -112,6 +115,53 @@ def _counted(study: optuna.Study, states) -> list[optuna.trial.FrozenTrial]:
     """The study's trials in ``states``, leaving out skipped grid duplicates."""
     return [t for t in study.get_trials(deepcopy=False, states=states)
             if SKIPPED_ATTR not in t.user_attrs]
+
+
+# Samplers whose trials do not depend on earlier trials' values: asking several before telling
+# any gives the same configurations as asking them one by one.
+INDEPENDENT_SAMPLERS = ("grid", "random", "qmc")
+# Trials asked and trained together at most when ``protocol.pack_trials`` is true.
+PACK_TRIALS = 16
+
+
+def trials_at_once(sweep: Sweep) -> int:
+    """How many trials one worker asks and trains together (packed across trials).
+
+    More than one only where packing is on and the sampler is independent of earlier trials'
+    values (:data:`INDEPENDENT_SAMPLERS`): ``protocol.pack_trials`` true means at most
+    :data:`PACK_TRIALS`, an int at most that many; the memory budget then decides which of them
+    share a pack (:func:`~hpo.training.dispatch.train_trials`). With a pruner, true means one:
+    Optuna's pruners judge a trial against COMPLETE trials only, so trials trained together
+    cannot prune each other and the first batch could not be pruned at all; an int still
+    packs that many (fewer trials pruned, sooner results).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from hpo.sweep import load_sweep
+        >>> q6 = Path(__file__).parents[1] / "sweeps" / "mnist-q6-width.toml"  # an 8-point grid
+        >>> trials_at_once(load_sweep(q6)), trials_at_once(load_sweep(q6, ["protocol.pack=false"]))
+        (16, 1)
+        >>> trials_at_once(load_sweep(q6, ["search.pruner='median'"]))
+        1
+    """
+    protocol = sweep.protocol
+    if protocol.pack is False or protocol.pack_trials is False:
+        return 1
+    if sweep.search.sampler not in INDEPENDENT_SAMPLERS:
+        return 1
+    if protocol.pack_trials is True:
+        return PACK_TRIALS if sweep.search.pruner == "none" else 1
+    return int(protocol.pack_trials)
+
+
+def _next_trials(study: optuna.Study, leases: Leases, target: int, progress: Progress,
+                 batch: int) -> list[tuple[optuna.Trial, Claim]]:
+    """Up to ``batch`` trials to run now: stale ones first, then new ones (see
+    :func:`_next_trial`); empty when there is nothing left to run."""
+    trials: list[tuple[optuna.Trial, Claim]] = []
+    while len(trials) < batch and (found := _next_trial(study, leases, target, progress)):
+        trials.append(found)
+    return trials
 
 
 def _next_trial(study: optuna.Study, leases: Leases, target: int,
@@ -137,51 +187,85 @@ def _next_trial(study: optuna.Study, leases: Leases, target: int,
         progress.note(f"trial #{trial.number} was taken by another worker; asking again")
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, objective: Objective,
-               leases: Leases, progress: Progress) -> None:
-    """Run one trial under a heartbeat and tell Optuna how it ended.
+def _run_trials(study: optuna.Study, trials: list[tuple[optuna.Trial, Claim]],
+                objective: Objective, leases: Leases, progress: Progress) -> None:
+    """Run trials (trained together where they can be) under heartbeats; tell Optuna how each
+    ended.
 
-    Ctrl-C (or any error of hpo itself) leaves the trial RUNNING with its lease released and
-    its runs in flight INTERRUPTED: the next ``hpo run`` resumes it. A worker whose trial was
-    taken over (it was frozen past the stale limit) writes nothing more for it, says so in one
-    line and goes on with other work.
+    Ctrl-C (or any error of hpo itself) leaves the unfinished trials RUNNING with their leases
+    released and their runs in flight INTERRUPTED: the next ``hpo run`` resumes them. A trial
+    taken over (this worker was frozen past the stale limit) gets nothing more written by this
+    worker, which says so in one line and goes on with the others.
     """
-    holder = _grid_holder(study, trial)
-    if holder is not None:
+    to_run = []
+    for trial, claim in trials:
+        holder = _grid_holder(study, trial)
+        if holder is None:
+            to_run.append((trial, claim))
+            continue
         trial.set_user_attr(SKIPPED_ATTR, f"grid point of trial {holder}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         progress.note(f"trial #{trial.number} skipped: its grid point is trial #{holder}'s")
-        return
+    unfinished = {claim.trial_id: claim for _, claim in to_run}
     try:
-        with leases.heartbeat(claim):
-            try:
-                value, state = objective(trial, claim), optuna.trial.TrialState.COMPLETE
-            except optuna.TrialPruned as exc:
-                value, state = None, optuna.trial.TrialState.PRUNED
-                progress.note(f"trial #{trial.number} pruned: {exc}")
-            except RunError as exc:
-                value, state = None, optuna.trial.TrialState.FAIL
-                progress.note(f"trial #{trial.number} failed: {exc}")
-            # Fenced as every write: a worker frozen since its last run does not tell. One that
-            # froze between this check and the tell finds the trial told by its new holder
-            # (skipped), or tells first, from the same recorded runs; either way the check
-            # after the tell says whether the trial was still this worker's.
-            leases.check(claim)
-            study.tell(trial, value, state=state, skip_if_finished=True)
-            leases.check(claim)
-    except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
-        # Lost the lease (nothing of ours to mark: the fence refuses), or still holding it
-        # while another worker finished the trial (mark what this one had in flight).
-        with contextlib.suppress(LeaseLost):
-            objective.recorder.interrupt_runs(claim)
-        holder = exc.holder if isinstance(exc, LeaseLost) else None
-        progress.note(f"trial #{trial.number} was taken over by {holder or 'another worker'}; "
-                      "dropping its in-flight runs")
+        with contextlib.ExitStack() as heartbeats:
+            for _, claim in to_run:
+                heartbeats.enter_context(leases.heartbeat(claim))
+            prepared = []
+            for trial, claim in to_run:
+                try:
+                    prepared.append((trial, claim, objective.prepare(trial, claim)))
+                except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                    _taken_over(trial, claim, exc, objective, progress)
+                    del unfinished[claim.trial_id]
+            objective.train([work for _, _, work in prepared])
+            for trial, claim, work in prepared:
+                _finish_trial(study, trial, claim, lambda work=work: objective.finish(work),
+                              objective, leases, progress)
+                del unfinished[claim.trial_id]
     except BaseException:
-        with contextlib.suppress(LeaseLost):  # taken over meanwhile: nothing of ours to mark
-            objective.recorder.interrupt_runs(claim)
-            leases.release(claim)
+        for claim in unfinished.values():
+            with contextlib.suppress(LeaseLost):  # taken over meanwhile: nothing of ours to mark
+                objective.recorder.interrupt_runs(claim)
+                leases.release(claim)
         raise
+
+
+def _finish_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, value_of,
+                  objective: Objective, leases: Leases, progress: Progress) -> None:
+    """Tell Optuna how ``trial`` ended: ``value_of()`` gives its value or raises why not."""
+    try:
+        try:
+            value, state = value_of(), optuna.trial.TrialState.COMPLETE
+        except optuna.TrialPruned as exc:
+            value, state = None, optuna.trial.TrialState.PRUNED
+            progress.note(f"trial #{trial.number} pruned: {exc}")
+        except RunError as exc:
+            value, state = None, optuna.trial.TrialState.FAIL
+            progress.note(f"trial #{trial.number} failed: {exc}")
+        # Fenced as every write: a worker frozen since its last run does not tell. One that
+        # froze between this check and the tell finds the trial told by its new holder
+        # (skipped), or tells first, from the same recorded runs; either way the check
+        # after the tell says whether the trial was still this worker's.
+        leases.check(claim)
+        study.tell(trial, value, state=state, skip_if_finished=True)
+        leases.check(claim)
+    except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
+        _taken_over(trial, claim, exc, objective, progress)
+
+
+def _taken_over(trial: optuna.Trial, claim: Claim, exc: Exception, objective: Objective,
+                progress: Progress) -> None:
+    """``trial`` is another worker's now: drop it, marking the runs in flight if still ours.
+
+    Lost the lease (nothing of ours to mark: the fence refuses), or still holding it while
+    another worker finished the trial (mark what this one had in flight).
+    """
+    with contextlib.suppress(LeaseLost):
+        objective.recorder.interrupt_runs(claim)
+    holder = exc.holder if isinstance(exc, LeaseLost) else None
+    progress.note(f"trial #{trial.number} was taken over by {holder or 'another worker'}; "
+                  "dropping its in-flight runs")
 
 
 def _grid_holder(study: optuna.Study, trial: optuna.Trial) -> int | None:

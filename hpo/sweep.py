@@ -271,6 +271,7 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "repeats": (_integer(1), 10),
         "seed": (_integer(0), 0),
         "pack": (_pack, True),
+        "pack_trials": (_pack, True),
         "min_repeats": (_integer(1), None),
     },
     "search": {

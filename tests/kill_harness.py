@@ -7,7 +7,9 @@
 - ``run-end``: a run's end committed; SIGKILL before the next statement (between seeds)
 - ``trial-end``: Optuna's COMPLETE state of a trial committed; SIGKILL before the next
   statement (between trials)
-- ``interrupt``: like ``epoch`` but SIGINT (Ctrl-C) instead of SIGKILL
+- ``interrupt``: an epoch's metrics committed; SIGINT (Ctrl-C) at the next statement, the next
+  epoch's write (its training done: compiled epochs of small runs take milliseconds, so a timer
+  could fire in any later seed)
 - ``stop``: like ``epoch`` but SIGSTOP: the process freezes (every thread, its heartbeat too)
   until someone sends SIGCONT, as a suspended laptop or a stalled machine would
 - ``stop-in-write``: SIGSTOP inside an epoch's transaction, its INSERT executed but not committed
@@ -29,7 +31,7 @@ from sqlalchemy.engine import Engine
 POINT, _, COUNT = os.environ["HPO_KILL_AT"].partition(":")
 COUNT = int(COUNT)
 seen = 0
-armed = False  # kill at the next statement: the commit that armed it has completed
+armed: int | None = None  # send this signal at the next statement: the arming commit is done
 
 
 def _kill(sig: int = signal.SIGKILL) -> None:
@@ -44,8 +46,10 @@ def _count() -> bool:
 
 @sa.event.listens_for(Engine, "before_cursor_execute")
 def _before(conn, cursor, statement, parameters, context, executemany):
-    if armed:
-        _kill()
+    global armed
+    if armed is not None:
+        sig, armed = armed, None  # once: the Ctrl-C handler's own statements must run
+        _kill(sig)
 
 
 @sa.event.listens_for(Engine, "after_cursor_execute")
@@ -67,11 +71,13 @@ def _after(conn, cursor, statement, parameters, context, executemany):
 def _commit(conn):
     global armed
     marks = {key for key in ("epoch", "run-end", "trial-end") if conn.info.pop(key, False)}
-    if POINT in ("epoch", "interrupt", "stop") and "epoch" in marks and _count():
-        sig = {"interrupt": signal.SIGINT, "stop": signal.SIGSTOP}.get(POINT, signal.SIGKILL)
+    if POINT in ("epoch", "stop") and "epoch" in marks and _count():
+        sig = signal.SIGSTOP if POINT == "stop" else signal.SIGKILL
         threading.Timer(0.05, _kill, (sig,)).start()
+    elif POINT == "interrupt" and "epoch" in marks and _count():
+        armed = signal.SIGINT
     elif POINT in marks and _count():
-        armed = True
+        armed = signal.SIGKILL
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_killed_at_every_point_then_resumed_equals_an_uninterrupted_sweep(
     killed = -signal.SIGKILL
     stages = [  # 2 trials × 3 seeds × 2 epochs, one seed at a time
         ("epoch:3", killed),        # during training: trial 0, seed 1's second epoch
-        ("interrupt:1", 130),       # Ctrl-C while seed 1 trains again
+        ("interrupt:1", 130),       # Ctrl-C while seed 1 trains again (at its 2nd epoch's write)
         ("run-end:1", killed),      # between seeds: seed 1 done, seed 2 not started
         ("epoch-write:1", killed),  # during a database write: seed 2's first epoch
         ("trial-end:1", killed),    # between trials: trial 0 told COMPLETE

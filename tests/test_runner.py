@@ -15,13 +15,13 @@ import pytest
 from hpo import Results, StudyNotFound, parse_sweep, run_sweep
 from hpo.objective import Objective
 from hpo.progress import LineProgress, NullProgress
-from hpo.runner import _run_trial, load_data
+from hpo.runner import _run_trials, load_data
 from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import Recorder
 from hpo.study import open_study
 
-from conftest import SMALL_SWEEP
+from conftest import SMALL_SWEEP, assert_same_study, study_contents
 
 
 def test_rerunning_a_finished_grid_runs_nothing(small_study):
@@ -71,7 +71,7 @@ def test_a_worker_that_asks_past_the_end_of_the_grid_skips_the_duplicate(backend
     objective = Objective(sweep, load_data(sweep), Recorder(store.engine), store.optuna,
                           progress)
     for trial in (second, first):
-        _run_trial(study, trial, leases.take(trial._trial_id), objective, leases, progress)
+        _run_trials(study, [(trial, leases.take(trial._trial_id))], objective, leases, progress)
     store.dispose()
     with Results(url) as r:
         trials, runs = r.trials("small"), r.runs("small")
@@ -108,8 +108,25 @@ def test_a_worker_frozen_between_its_last_check_and_its_tell_drops_the_trial(sql
     progress.sweep_started(sweep, 1, 0)
     objective = Objective(sweep, load_data(sweep), Recorder(store.engine), store.optuna,
                           progress)
-    _run_trial(study, trial, a.take(trial._trial_id), objective, a, progress)
+    _run_trials(study, [(trial, a.take(trial._trial_id))], objective, a, progress)
     store.dispose()
     assert "trial #0 was taken over by worker-b; dropping its in-flight runs" in shown.getvalue()
     finished = optuna.load_study(study_name="small", storage=sqlite_url).trials[0]
     assert finished.state == optuna.trial.TrialState.COMPLETE and finished.value == 0.5
+
+
+def test_trials_packed_together_record_what_they_record_one_by_one(tmp_path, mnist_data):
+    """The small grid's two widths trained in one pack (``pack_trials``, the default) and one
+    trial after the other: the same runs, statistics and intermediate values, trial by trial."""
+    contents, shown = {}, {}
+    for together in (True, False):
+        url = f"sqlite:///{tmp_path}/{together}.db"
+        sweep = parse_sweep(SMALL_SWEEP, [f"protocol.pack_trials={str(together).lower()}"])
+        shown[together] = io.StringIO()
+        run_sweep(sweep, storage=url, progress=LineProgress(shown[together], every_s=1e9))
+        contents[together] = study_contents(url)
+    assert_same_study(contents[True], contents[False])
+    # Packed, both trials start before any run ends; one by one, trial 0's runs end first.
+    packed, alone = (shown[k].getvalue().splitlines() for k in (True, False))
+    assert packed[1].startswith("trial 1/2 (#0)") and packed[2].startswith("trial 2/2 (#1)")
+    assert alone[1].startswith("trial 1/2 (#0)") and alone[2].startswith("  trial 1/2 (#0)")

@@ -2,6 +2,8 @@
 
 The workers start together on an empty database, so they also race to create the tables and the
 study. Every grid point is trained exactly once, and every run and epoch of every worker lands.
+Each worker asks two trials at a time and trains them together (``pack_trials = 2``), so
+batches of trials are shared too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ WORKERS = 4
 def run_workers(sweep_file, url: str) -> list[subprocess.CompletedProcess]:
     command = [sys.executable, "-m", "hpo", "worker", str(sweep_file), "--storage", url,
                "--set", f"search.space.width={WIDTHS}", "--set", "protocol.repeats=2",
-               "--set", "data.limit_train=200", "--set", "data.limit_test=100"]
+               "--set", "data.limit_train=200", "--set", "data.limit_test=100",
+               "--set", "protocol.pack_trials=2"]
     workers = [subprocess.Popen([*command, "--label", f"w{i}"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ))
                for i in range(WORKERS)]

@@ -1,42 +1,101 @@
-"""Choosing the trainer for a trial's seeds: packed (the default) or solo.
+"""Choosing the trainer for trials' seeds: packed (the default) or solo, one trial or several.
 
 Example:
-    >>> from hpo.training.dispatch import train_runs  # (job, seeds, sink, pack) -> {seed: history}
+    >>> from hpo.training.dispatch import train_runs, train_trials
+    >>> # train_runs(job, seeds, sink, pack) -> {seed: history}
+    >>> # train_trials([(job, seeds, sink), ...], pack) -> [{seed: history}, ...]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hpo.training.job import RunSink, TrainingJob
-from hpo.training.packed import pack_size, train_packed
+from hpo.training.job import RunSink, SeedRun, TrainingJob
+from hpo.training.packed import (
+    BYTES_PER_PARAMETER,
+    PACK_MEMORY_BYTES,
+    pack_size,
+    train_packed,
+    train_together,
+)
 from hpo.training.solo import train_solo
 
 
 def train_runs(job: TrainingJob, seeds: Sequence[int], sink: RunSink,
-               pack: bool | int = True) -> dict[int, dict]:
+               pack: bool | int = True, fast: bool = True) -> dict[int, dict]:
     """Train ``job`` once per seed; return the histories of the runs that completed.
 
     ``pack``: True packs as many seeds per model as fit in memory, an int packs that many,
-    False trains one seed at a time (the plain solo loop). Seeds that do not fit in one pack
+    False trains one seed at a time (the solo trainer). Seeds that do not fit in one pack
     are trained in several, one after another; a pruned trial (``sink.stopping``) starts no
-    more.
+    more. ``fast`` False keeps to Keras ``fit`` (solo) and the functional pack.
     """
     seeds = list(seeds)
     if pack is False or len(seeds) == 1:
-        return train_solo(job, seeds, sink)
-    size = pack_size(pack, len(seeds), _count_params(job) if pack is True else 0)
+        return train_solo(job, seeds, sink, fast)
+    size = pack_size(pack, len(seeds), count_params(job) if pack is True else 0)
     histories: dict[int, dict] = {}
     for start in range(0, len(seeds), size):
         if sink.stopping:  # a pruned trial starts no more seeds
             break
         chunk = seeds[start : start + size]
-        trainer = train_packed if len(chunk) > 1 else train_solo
-        histories.update(trainer(job, chunk, sink))
+        if len(chunk) > 1:
+            histories.update(train_packed(job, chunk, sink, fast))
+        else:
+            histories.update(train_solo(job, chunk, sink, fast))
     return histories
 
 
-def _count_params(job: TrainingJob) -> int:
+def train_trials(trials: Sequence[tuple[TrainingJob, Sequence[int], RunSink]],
+                 pack: bool | int = True, fast: bool = True) -> list[dict[int, dict]]:
+    """Train several trials' seeds, packing trials together where they can share a pack.
+
+    Trials whose jobs share training settings and data, and whose seeds each fit in one pack,
+    are packed together, consecutive ones as long as the pack's replicas fit the memory budget
+    (``pack`` True) or number at most ``pack`` (an int); every other trial trains alone, as
+    :func:`train_runs` trains it. Each trial's runs report to its own sink. Returns each
+    trial's histories of completed runs, in the order of ``trials``.
+    """
+    histories: list[dict[int, dict]] = [{} for _ in trials]
+    if pack is False or len(trials) < 2:
+        for i, (job, seeds, sink) in enumerate(trials):
+            histories[i] = train_runs(job, seeds, sink, pack, fast)
+        return histories
+    for members in _packs(trials, pack):
+        if len(members) == 1:
+            [i] = members
+            histories[i] = train_runs(*trials[i], pack=pack, fast=fast)
+            continue
+        owners = [i for i in members for _ in trials[i][1]]
+        runs = [SeedRun(trials[i][0], seed, trials[i][2]) for i in members for seed in trials[i][1]]
+        for owner, run, history in zip(owners, runs, train_together(runs, fast), strict=True):
+            if history is not None:
+                histories[owner][run.seed] = history
+    return histories
+
+
+def _packs(trials: Sequence[tuple[TrainingJob, Sequence[int], RunSink]],
+           pack: bool | int) -> list[list[int]]:
+    """Indices of ``trials`` trained together, pack by pack, in order."""
+    packs: list[list[int]] = []
+    budget = PACK_MEMORY_BYTES if pack is True else int(pack)
+    used = 0
+    for i, (job, seeds, _) in enumerate(trials):
+        # Memory (pack True) or replicas (pack an int) this trial's seeds take in a pack.
+        size = len(seeds) * (count_params(job) * BYTES_PER_PARAMETER if pack is True else 1)
+        joins = (packs and size <= budget and used + size <= budget
+                 and trials[packs[-1][0]][0].spec == job.spec
+                 and trials[packs[-1][0]][0].data is job.data)
+        if joins:
+            packs[-1].append(i)
+            used += size
+        else:
+            packs.append([i])
+            used = size
+    return packs
+
+
+def count_params(job: TrainingJob) -> int:
     """The parameters of one model of ``job`` (0 when its builder fails: its runs will say)."""
     try:
         model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from hpo.config import TrainSpec
 from hpo.datasets.prepare import DataSource
@@ -40,6 +40,17 @@ class TrainingJob:
     model_params: Mapping[str, Any]
     spec: TrainSpec
     data: DataSource
+
+
+class SeedRun(NamedTuple):
+    """One seeded run to train: ``job`` under ``seed``, reported to ``sink``.
+
+    Runs of several trials packed together have several jobs and sinks (and equal seeds).
+    """
+
+    job: TrainingJob
+    seed: int
+    sink: RunSink
 
 
 class RunSink(Protocol):

@@ -1,4 +1,9 @@
-"""The plain trainer: one seeded run at a time, one Keras ``fit`` per epoch.
+"""The solo trainer: one seeded run at a time.
+
+A run whose model the backend's fast path takes trains as a pack of one
+(:func:`hpo.training.packed.train_alone`): the same compiled step as a packed replica, so the
+two draw the same numbers, dropout masks included. Any other run, and every run with ``fast``
+False, is the plain loop here: one Keras ``fit`` per epoch.
 
 Each epoch trains on the training set in the order :func:`hpo.stats.epoch_order` gives for
 (seed, epoch), so a run's data order is a documented function of its seed rather than of Keras'
@@ -27,15 +32,18 @@ from hpo.training.job import (
     TrainingJob,
     describe,
 )
+from hpo.training.packed import train_alone
 
 keras = LazyImport("keras")
 
 
-def train_solo(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[int, dict]:
+def train_solo(job: TrainingJob, seeds: Sequence[int], sink: RunSink,
+               fast: bool = True) -> dict[int, dict]:
     """Train ``job`` once per seed, one after another; return the histories of completed runs.
 
     A run that raises is reported finished with its error and left out of the result; a
-    pruned trial (``sink.stopping``) starts no more seeds.
+    pruned trial (``sink.stopping``) starts no more seeds. ``fast`` False trains every run with
+    Keras ``fit`` (else a run goes through the fast path where one applies).
     """
     histories = {}
     for seed in seeds:
@@ -43,7 +51,8 @@ def train_solo(job: TrainingJob, seeds: Sequence[int], sink: RunSink) -> dict[in
             break
         sink.run_started(seed)
         try:
-            histories[seed] = train_run(job, seed, sink)
+            history = train_alone(job, seed, sink) if fast else None
+            histories[seed] = history if history is not None else train_run(job, seed, sink)
         except LeaseLost:  # the sink's, not the run's: this worker no longer holds the trial
             raise
         except Exception as exc:  # a failed run is data, not the end of the sweep

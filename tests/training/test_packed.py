@@ -32,7 +32,7 @@ def make_job(*overrides, params=None):
 
 def test_replicas_start_from_the_solo_weights():
     job = make_job()
-    replicas = build_replicas(job, [3, 7])
+    replicas = build_replicas([job, job], [3, 7])
     for seed, replica in zip([3, 7], replicas, strict=True):
         seed_everything(seed)
         solo = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)

@@ -28,7 +28,8 @@ from hpo.training.packs.base import (
 )
 from hpo.training.packs.functional import FunctionalPack
 
-__all__ = ["FAST_PATHS", "FastPathUnavailable", "FunctionalPack", "Pack", "make_pack"]
+__all__ = ["FAST_PATHS", "FastPathUnavailable", "FunctionalPack", "Pack", "make_fast_pack",
+           "make_pack"]
 
 keras = LazyImport("keras")
 
@@ -40,24 +41,41 @@ FAST_PATHS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_pack(job: TrainingJob, seeds: Sequence[int], splits: Sequence[Split],
+def make_pack(jobs: Sequence[TrainingJob], seeds: Sequence[int], splits: Sequence[Split],
               fast: bool = True) -> Pack:
-    """Build one replica per seed and the pack that trains them: the backend's fast path where
-    it applies (and ``fast``), else a :class:`FunctionalPack`.
+    """Build replica i from ``jobs[i]`` and ``seeds[i]``, and the pack that trains them all: the
+    backend's fast path where it applies (and ``fast``), else a :class:`FunctionalPack`.
 
-    ``splits[i]`` is ``seeds[i]``'s split of ``job.data``; the pack validates on their rows.
+    The jobs may differ in their model (trials packed together) but must share their training
+    settings and data (ValueError otherwise). ``splits[i]`` is ``seeds[i]``'s split of the data;
+    the pack validates on their rows.
     """
-    spec, source = job.spec, job.data
+    return _make(jobs, seeds, splits, fast=fast, fallback=True)
+
+
+def make_fast_pack(jobs: Sequence[TrainingJob], seeds: Sequence[int],
+                   splits: Sequence[Split]) -> Pack | None:
+    """:func:`make_pack`'s fast path, or None where none applies."""
+    return _make(jobs, seeds, splits, fast=True, fallback=False)
+
+
+def _make(jobs: Sequence[TrainingJob], seeds: Sequence[int], splits: Sequence[Split],
+          fast: bool, fallback: bool) -> Pack | None:
+    spec, source = jobs[0].spec, jobs[0].data
+    if any(job.spec != spec or job.data is not source for job in jobs):
+        raise ValueError("replicas packed together must share their training settings and data")
     y = encode_targets(source.y, source.n_classes, uses_sparse_targets(spec.loss))
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
-    models = build_replicas(job, seeds)
+    models = build_replicas(jobs, seeds)
     fast_path = FAST_PATHS.get(keras.backend.backend()) if fast else None
     if fast_path is not None:
         applies, pack = (_resolve(path) for path in fast_path)
         if applies(models):
             prepare_replicas(models, x, y, spec)
             return pack(models, x, y, val_rows, spec)
+    if not fallback:
+        return None
     return FunctionalPack(models, x, y, val_rows, spec, len(splits[0].train))
 
 

@@ -87,16 +87,17 @@ class FastPathUnavailable(RuntimeError):
     """A fast path cannot compile these replicas (an op XLA lacks); nothing was trained yet."""
 
 
-def build_replicas(job: TrainingJob, seeds: Sequence[int]) -> list:
-    """One model per seed, each built right after ``set_random_seed(seed)`` as its solo run is.
+def build_replicas(jobs: Sequence[TrainingJob], seeds: Sequence[int]) -> list:
+    """One model per replica, ``jobs[i]``'s model built right after ``set_random_seed(seeds[i])``
+    as its solo run's is.
 
-    Raises TypeError when the builder returns something other than a ``keras.Model``.
+    Raises TypeError when a builder returns something other than a ``keras.Model``.
     """
     keras.backend.clear_session()
-    source, replicas = job.data, []
-    for i, seed in enumerate(seeds):
+    replicas = []
+    for i, (job, seed) in enumerate(zip(jobs, seeds, strict=True)):
         seed_everything(seed)  # the solo run's initial weights and dropout seed
-        model = job.build(source.input_shape, source.n_classes, **job.model_params)
+        model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
         if not isinstance(model, keras.Model):
             raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
         model.name = f"replica_{i}"  # builders name their models; names must be unique here
@@ -132,29 +133,51 @@ def split_batches(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(full), None if tail is None else np.ascontiguousarray(tail)
 
 
-def replica_groups(replicas: int, parallel: int) -> list[list[int]]:
-    """Split replica indices into ``parallel`` contiguous groups of near-equal size.
+def replica_groups(costs: Sequence[float], parallel: int) -> list[list[int]]:
+    """Split replica indices into at most ``parallel`` groups of near-equal total cost.
 
     A fast path runs one group per CPU core, each from its own thread (:class:`GroupThreads`):
-    XLA runs steps this small on one core.
+    XLA runs steps this small on one core. Replicas of several trials differ in size (widths 2
+    and 256 in one pack), so groups are balanced by cost (a replica's parameters), not count:
+    the largest replica first, each to the group with the least cost so far. Each group lists
+    its replicas in index order; replica order across groups is given back by :func:`scatter`.
 
     Example:
-        >>> replica_groups(10, 2), replica_groups(3, 2), replica_groups(2, 4)
-        ([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1], [2]], [[0], [1]])
+        >>> replica_groups([1] * 4, 2), replica_groups([1] * 3, 2), replica_groups([1] * 2, 4)
+        ([[0, 2], [1, 3]], [[0, 2], [1]], [[0], [1]])
+        >>> replica_groups([256, 2, 4, 8, 128], 2)
+        [[0], [1, 2, 3, 4]]
     """
-    parallel = max(1, min(parallel, replicas))
-    bounds = np.linspace(0, replicas, parallel + 1).round().astype(int)
-    sizes = sorted(np.diff(bounds).tolist(), reverse=True)
-    starts = np.cumsum([0, *sizes])
-    return [list(range(s, s + n)) for s, n in zip(starts, sizes, strict=False)]
+    parallel = max(1, min(parallel, len(costs)))
+    groups: list[list[int]] = [[] for _ in range(parallel)]
+    loads = [0.0] * parallel
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        lightest = min(range(parallel), key=lambda g: (loads[g], g))
+        groups[lightest].append(i)
+        loads[lightest] += costs[i]
+    return [sorted(group) for group in groups if group]
+
+
+def scatter(groups: Sequence[Sequence[int]], per_group: Sequence[Sequence[T]]) -> list[T]:
+    """Per-group results (``per_group[g][j]`` is replica ``groups[g][j]``'s) in replica order.
+
+    Example:
+        >>> scatter([[0, 2], [1]], [["a", "c"], ["b"]])
+        ['a', 'b', 'c']
+    """
+    out: dict[int, T] = {}
+    for group, results in zip(groups, per_group, strict=True):
+        out.update(zip(group, results, strict=True))
+    return [out[i] for i in range(len(out))]
 
 
 class GroupThreads:
-    """Runs one call per replica group, each in its own thread when there are several groups.
+    """Runs one call per replica group on ``threads`` threads (the calling thread when one).
 
     Both fast paths run a group's compiled epoch as one call; XLA releases the GIL while it
-    runs, so the groups' calls run on separate cores at once. With one group (one core, or an
-    accelerator) calls run in the calling thread and no thread is started.
+    runs, so the groups' calls run on separate cores at once. With more groups than threads the
+    calls queue, in the order they are started. With one thread (one core, or an accelerator)
+    calls run in the calling thread and no thread is started.
 
     Example:
         >>> threads = GroupThreads(2)
@@ -164,8 +187,8 @@ class GroupThreads:
         >>> threads.close()
     """
 
-    def __init__(self, groups: int) -> None:
-        self._pool = ThreadPoolExecutor(groups) if groups > 1 else None
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def start(self, calls: Iterable[Callable[[], T]]) -> list[Future[T]]:
         """Start each call as ``calls`` yields it (so the caller may prepare the next call

@@ -8,21 +8,30 @@ dropout seed state, optimizer state and metrics) on its own batch; ``jax.lax.sca
 epoch of steps in one compiled call, with each replica's batch gathered on the device from one
 table of examples.
 
-XLA runs such small steps on one core, so on a CPU the replicas are split into one group per
-core, each group's epoch run from its own thread (:class:`~hpo.training.packs.base.GroupThreads`).
+Only replicas of one architecture (the same layers with the same configurations and variable
+shapes, :func:`architecture`) can share a step, so the replicas (of several trials, when trials are
+packed together) are grouped by architecture (:func:`stacked_groups`). XLA runs such small steps
+on one core, so on a CPU the groups' epochs run from one thread per core
+(:class:`~hpo.training.packs.base.GroupThreads`), the costliest first, and a group is split only
+where the cores would otherwise wait for it.
 The table of examples is an argument of the compiled functions, never a captured constant: XLA
 compiles a large constant into the program, which makes compiling much slower.
 
-Used only where it is right and faster (:func:`applies`): replicas of one architecture (the
-same layers with the same configurations and variable shapes) and no convolution layer: with
-convolutions XLA's CPU backend ran several times slower than Keras ``fit`` on the functional
-pack. The measurements behind these choices are in benchmarks/PACKING.md.
+A compiled epoch is a pure function of the stacked state, so it is kept (:data:`_COMPILED`) and
+reused by every later pack of the same architecture, training settings and shapes: a trial
+of an architecture seen before pays no trace and no compile.
+
+Used where it is faster (:func:`applies`): no convolution layer, since with convolutions XLA's
+CPU backend ran several times slower than Keras ``fit`` on the functional pack. The measurements
+behind these choices are in benchmarks/PACKING.md.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
@@ -36,7 +45,7 @@ from hpo.training.packs.base import (
     all_layers,
     cpu_cores,
     has_convolution,
-    replica_groups,
+    scatter,
     split_batches,
 )
 
@@ -77,15 +86,21 @@ _VARIABLES: dict[str, Callable] = {
 }
 
 
+# Compiled epochs kept across packs: (architecture, settings, kind, argument shapes) -> executable.
+_COMPILED: OrderedDict[tuple, Callable] = OrderedDict()
+_COMPILED_KEPT = 64  # the least recently used is dropped beyond this many
+_COMPILED_LOCK = threading.Lock()
+
+
 class JaxPack:
     """A :class:`~hpo.training.packs.base.Pack` on the JAX backend (see the module).
 
-    ``models`` must be prepared (:func:`~hpo.training.packs.base.prepare_replicas`) and of one
-    architecture (:func:`applies`); ``x``, ``y`` (targets, encoded for the loss) and
-    ``val_rows`` ((n_val, R)) as :func:`hpo.training.packs.make_pack` passes them. The stacked
-    states are the training state; ``models[i]`` gets replica i's weights after every
-    :meth:`fit_epoch`, so that Keras' ``EarlyStopping`` can watch and restore them, and
-    :meth:`evaluate` reads the weights back from the models.
+    ``models`` must be prepared (:func:`~hpo.training.packs.base.prepare_replicas`); ``x``,
+    ``y`` (targets, encoded for the loss) and ``val_rows`` ((n_val, R)) as
+    :func:`hpo.training.packs.make_pack` passes them. The stacked states are the training
+    state; ``models[i]`` gets replica i's weights after every :meth:`fit_epoch`, so that Keras'
+    ``EarlyStopping`` can watch and restore them, and :meth:`evaluate` reads the weights back
+    from the models.
     """
 
     def __init__(self, models: Sequence, x: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
@@ -97,24 +112,25 @@ class JaxPack:
             y = y.astype("int32")  # JAX's default integer width; int64 would be cut with a warning
         self.table, self.targets = jax.device_put(x), jax.device_put(y)
         self.val_rows = val_rows
-        self.groups = replica_groups(len(self.models), _parallel_groups())
-        model = self.models[0]
-        # One replica's steps, vmapped over the replica axis; the table is shared.
-        self._train = jax.jit(_epoch_function(model.train_step, TrainState))
-        self._test = jax.jit(_epoch_function(model.test_step, EvalState))
-        self._compiled: dict[tuple, Callable] = {}
+        cores = _parallel_groups()
+        architectures = [architecture(model) for model in self.models]
+        self.groups = stacked_groups(architectures, [m.count_params() for m in self.models],
+                                     cores)
+        # Each group runs its first replica's steps, vmapped over the group; the table is shared.
+        self._steps = [self.models[group[0]] for group in self.groups]
+        self._keys = [(architectures[group[0]], repr(spec)) for group in self.groups]
         self._states = [self._state(group, TrainState) for group in self.groups]
-        self._threads = GroupThreads(len(self.groups))
+        self._threads = GroupThreads(min(cores, len(self.groups)))
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Train one epoch on ``rows`` ((n_train, R) example rows), then validate."""
         batches = [split_batches(rows[:, group], self.batch_size) for group in self.groups]
         args = [(state, *batch, self.table, self.targets)
                 for state, batch in zip(self._states, batches, strict=True)]
-        results = self._run("train", self._train, args)
+        results = self._run("train", args)
         self._states = [state for state, _ in results]
         self._sync_models()
-        logs = _per_replica([log for _, log in results])
+        logs = self._per_replica([log for _, log in results])
         val = self._evaluate_states([s.for_evaluation() for s in self._states], self.val_rows)
         return [{**t, **{f"val_{k}": v for k, v in vl.items()}}
                 for t, vl in zip(logs, val, strict=True)]
@@ -129,17 +145,38 @@ class JaxPack:
         batches = [split_batches(rows[:, group], self.eval_batch_size) for group in self.groups]
         args = [(state, *batch, self.table, self.targets)
                 for state, batch in zip(states, batches, strict=True)]
-        return _per_replica([log for _, log in self._run("test", self._test, args)])
+        return self._per_replica([log for _, log in self._run("test", args)])
 
-    def _run(self, kind: str, function, args: list) -> list:
-        """Call ``function`` once per group; compiled up front so threads only execute."""
+    def _run(self, kind: str, args: list) -> list:
+        """Call each group's compiled ``kind`` epoch once; compiled up front (or found compiled
+        by an earlier pack) so that the threads only execute."""
         calls = []
-        for arguments in args:
-            key = (kind, *(a.shape for a in jax.tree.leaves(arguments[1:3])))
-            if key not in self._compiled:
-                self._compiled[key] = function.lower(*arguments).compile()
-            calls.append(functools.partial(_execute, self._compiled[key], arguments))
+        for g, arguments in enumerate(args):
+            shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(arguments))
+            key = (*self._keys[g], kind, shapes)
+            with _COMPILED_LOCK:
+                compiled = _COMPILED.get(key)
+                if compiled is not None:
+                    _COMPILED.move_to_end(key)
+            if compiled is None:
+                step = self._steps[g].train_step if kind == "train" else self._steps[g].test_step
+                state_type = TrainState if kind == "train" else EvalState
+                compiled = jax.jit(_epoch_function(step, state_type)).lower(*arguments).compile()
+                with _COMPILED_LOCK:
+                    _COMPILED[key] = compiled
+                    while len(_COMPILED) > _COMPILED_KEPT:
+                        _COMPILED.popitem(last=False)
+            calls.append(functools.partial(_execute, compiled, arguments))
         return self._threads.run(calls)
+
+    def _per_replica(self, group_logs: list[dict]) -> list[dict[str, float]]:
+        """Each group's stacked logs → one ``{name: float}`` per replica, in replica order."""
+        per_group = []
+        for logs in group_logs:
+            arrays = {k: np.asarray(v) for k, v in logs.items()}
+            size = len(next(iter(arrays.values())))
+            per_group.append([{k: float(v[j]) for k, v in arrays.items()} for j in range(size)])
+        return scatter(self.groups, per_group)
 
     def _state(self, group: Sequence[int], kind: type[State]) -> State:
         """The stacked ``kind`` of state of the replicas in ``group``, read from their models."""
@@ -164,6 +201,40 @@ class JaxPack:
     def close(self) -> None:
         """Stop the groups' threads."""
         self._threads.close()
+
+
+def stacked_groups(architectures: Sequence[str], costs: Sequence[float],
+                   parallel: int) -> list[list[int]]:
+    """Replica indices grouped by architecture, the costliest groups first.
+
+    Each group is one stacked program on one core, and its per-step overhead (dispatching its
+    kernels) is paid once for all its replicas, so groups are kept whole where the cores can be
+    kept busy otherwise: the costliest group is halved while there are fewer groups than
+    ``parallel`` cores, or while it alone costs more than a core's fair share (the total over
+    ``parallel``). The threads then take the groups costliest first.
+
+    Example:
+        >>> stacked_groups(["a", "b", "a", "a", "b"], [1, 9, 1, 1, 9], 2)
+        [[1], [4], [0, 2, 3]]
+        >>> stacked_groups(["a"] * 4, [1] * 4, 2)
+        [[0, 1], [2, 3]]
+    """
+    def cost(group: list[int]) -> float:
+        return sum(costs[i] for i in group)
+
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(architectures):
+        groups.setdefault(name, []).append(i)
+    stacked = list(groups.values())
+    share = sum(costs) / max(1, parallel)
+    while True:
+        costliest = max(stacked, key=cost)
+        if len(costliest) < 2 or (len(stacked) >= parallel and cost(costliest) <= share):
+            break
+        stacked.remove(costliest)
+        half = (len(costliest) + 1) // 2
+        stacked += [costliest[:half], costliest[half:]]
+    return sorted(stacked, key=lambda group: (-cost(group), group[0]))
 
 
 def _execute(compiled: Callable, arguments: tuple):
@@ -196,28 +267,18 @@ def _epoch_function(step: Callable, state_type: type[State]) -> Callable:
     return epoch
 
 
-def _per_replica(group_logs: list[dict]) -> list[dict[str, float]]:
-    out = []
-    for logs in group_logs:
-        arrays = {k: np.asarray(v) for k, v in logs.items()}
-        size = len(next(iter(arrays.values())))
-        out.extend({k: float(v[j]) for k, v in arrays.items()} for j in range(size))
-    return out
-
-
 def applies(models: Sequence) -> bool:
-    """True for replicas of one architecture (see :func:`architecture`) without convolutions.
-
-    The stacked path runs replica 0's ``train_step`` for every replica: a replica with the
-    same variable shapes but another activation or dropout rate would silently be trained as
-    replica 0's architecture, so shapes alone are not enough.
+    """True for replicas without convolutions (of any architectures: see :func:`stacked_groups`).
     """
-    architectures = {architecture(model) for model in models}
-    return len(architectures) == 1 and not any(map(has_convolution, models))
+    return not any(map(has_convolution, models))
 
 
 def architecture(model) -> str:
     """What must be equal for two replicas to share one ``train_step``, as text.
+
+    The stacked path runs one replica's ``train_step`` for its whole group: a replica with the
+    same variable shapes but another activation or dropout rate would silently be trained as
+    the other's architecture, so shapes alone are not enough.
 
     The class and configuration of the model and of every layer in it, and the shape and dtype
     of every variable. Layer names are replaced by their order of appearance, since each

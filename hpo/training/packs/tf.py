@@ -6,10 +6,11 @@ and its own ``train_step``; one ``tf.function(jit_compile=True)`` calls every re
 epoch is one XLA call instead of one Python dispatch (and one un-fused TensorFlow graph) per step.
 Validation and test are the same with ``test_step``. The models' variables are updated in place,
 so they always hold the replicas' current weights (Keras' ``EarlyStopping`` watches and restores
-them) and the replicas may differ in architecture.
+them) and the replicas may differ in architecture (trials packed together: widths 2 and 256).
 
 XLA runs steps this small on one core, so on a CPU the replicas are split into one group per
-core, each group's epoch run from its own thread (:class:`~hpo.training.packs.base.GroupThreads`).
+core, balanced by parameters, each group's epoch run from its own thread
+(:class:`~hpo.training.packs.base.GroupThreads`).
 The example table is an argument of the compiled function, never a captured constant: XLA
 compiles a large constant into the program, which makes compiling much slower. The figures behind
 these choices are in benchmarks/PACKING.md.
@@ -17,11 +18,14 @@ these choices are in benchmarks/PACKING.md.
 Keras turns XLA off when TensorFlow's op determinism is on (``model_supports_jit``: not every
 op has a deterministic XLA kernel on a GPU); on the CPU XLA is deterministic, and an explicit
 ``jit_compile=True`` is honoured. Used where :func:`applies`: no convolution layer (XLA's CPU
-convolutions ran slower than ``fit``), no layer that draws random numbers in training (dropout:
-XLA's random kernels give other numbers than TensorFlow's for the same seed, so a replica would
-no longer be its solo run; on JAX both are XLA), no max pooling, and every layer supports XLA by
-Keras' own flag (``Layer.supports_jit``). A model with an op XLA cannot compile anyway falls back
-to the functional pack before anything is trained (:meth:`TfPack.fit_epoch`).
+convolutions ran slower than ``fit``), no max pooling, and every layer supports XLA by Keras' own
+flag (``Layer.supports_jit``). A model with an op XLA cannot compile anyway falls back to the
+functional pack before anything is trained (:meth:`TfPack.fit_epoch`).
+
+Dropout is taken: XLA's random kernels draw other masks than TensorFlow's for the same seed, so
+a replica here differs from a Keras ``fit`` of its seed; but a solo run whose model this path
+takes is itself a pack of one (:func:`hpo.training.packed.train_alone`), so a replica draws its
+solo run's masks by construction.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from hpo.training.packs.base import (
     cpu_cores,
     has_convolution,
     replica_groups,
+    scatter,
     split_batches,
 )
 
@@ -65,7 +70,7 @@ class TfPack:
         self.batch_size = spec.batch_size
         self.table, self.targets = tf.constant(x), tf.constant(y)
         self.val_rows = val_rows
-        self.groups = replica_groups(len(self.models), _parallel_groups())
+        self.groups = replica_groups([m.count_params() for m in self.models], _parallel_groups())
         members = [[self.models[i] for i in group] for group in self.groups]
         self._train = [_epoch_function(replicas, "train_step") for replicas in members]
         self._test = [_epoch_function(replicas, "test_step") for replicas in members]
@@ -100,16 +105,16 @@ class TfPack:
         if self._validation is None:
             # Traced while the first training epoch compiles and runs (XLA releases the GIL).
             self._validation = list(self._calls(self._test, self.val_rows, None))
-        logs = _flatten(self._threads.results(training))
+        logs = scatter(self.groups, self._threads.results(training))
         self._reset_metrics()
-        val = _flatten(self._threads.run(self._validation))
+        val = scatter(self.groups, self._threads.run(self._validation))
         return [{**t, **{f"val_{k}": v for k, v in vl.items()}}
                 for t, vl in zip(logs, val, strict=True)]
 
     def evaluate(self, rows: np.ndarray) -> list[dict[str, float]]:
         """Each replica's metrics on ``rows`` ((n, R)) with its model's current weights."""
         self._reset_metrics()
-        return _flatten(self._threads.run(self._calls(self._test, rows, None)))
+        return scatter(self.groups, self._threads.run(self._calls(self._test, rows, None)))
 
     def _calls(self, functions: list, rows: np.ndarray,
                batch_size: int | None) -> Iterator[functools.partial]:
@@ -153,10 +158,6 @@ def _group_logs(function, arguments: tuple) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in logs.items()} for logs in function(*arguments)]
 
 
-def _flatten(group_logs: list[list[dict[str, float]]]) -> list[dict[str, float]]:
-    return [logs for group in group_logs for logs in group]
-
-
 def _epoch_function(models: Sequence, step: str):
     """A compiled ``(batches, tail, table, targets) -> [logs per replica]`` for a Keras step.
 
@@ -186,7 +187,7 @@ def _epoch_function(models: Sequence, step: str):
 
 
 def applies(models: Sequence) -> bool:
-    """True for replicas without convolutions or random layers whose layers all support XLA.
+    """True for replicas without convolutions whose layers all support XLA.
 
     Max pooling is left out too: with TF op determinism on, XLA refuses its gradient ("GPU
     MaxPool gradient ops do not yet have a deterministic XLA implementation", on the CPU too).
@@ -194,17 +195,8 @@ def applies(models: Sequence) -> bool:
     """
     unsupported = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D)
     layers = [layer for model in models for layer in all_layers(model)]
-    return (not any(map(has_convolution, models)) and not any(map(draws_random_numbers, models))
-            and all(layer.supports_jit and not isinstance(layer, unsupported) for layer in layers))
-
-
-def draws_random_numbers(model: keras.Model) -> bool:
-    """True when a layer of ``model`` draws random numbers (dropout, noise) from a seed state.
-
-    XLA's random number kernels give other numbers than TensorFlow's for the same seed (even
-    with the same Philox algorithm), so such replicas would not be their solo runs.
-    """
-    return any(v.name == "seed_generator_state" for v in model.non_trainable_variables)
+    return not any(map(has_convolution, models)) and all(
+        layer.supports_jit and not isinstance(layer, unsupported) for layer in layers)
 
 
 def _parallel_groups() -> int:

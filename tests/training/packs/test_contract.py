@@ -1,10 +1,15 @@
-"""The contract every pack keeps: a packed replica is its seed's solo run.
+"""The contract every pack keeps: a packed replica is its seed's solo run, and a trial packed
+with other trials is that trial trained alone.
 
 The same tests run for every pack, selected by parameter: the functional pack (on this process'
 backend), TensorFlow's fast path and JAX's. The Keras backend is chosen once per process, so a
 pack whose backend is not this process' is run in one subprocess per test session, which
 computes every case's solo and packed runs (this module run as a script) and returns them as
 JSON; the assertions then read the same data for every pack.
+
+"Solo" is hpo's solo trainer with the pack's ``fast`` setting: on a fast path a solo run is a pack
+of one (so the two draw the same dropout masks by construction); for the functional pack it is
+Keras ``fit``. The fast paths are also held to Keras ``fit`` where no random numbers are drawn.
 
 Tolerance: on one machine and backend, a replica computes the same operations on the same numbers
 as its solo run (the same gathered batch, element-wise optimizer updates), so the histories agree
@@ -31,6 +36,7 @@ import pytest
 from hpo.models import builders
 from hpo.runner import load_data
 from hpo.sweep import parse_sweep
+from hpo.training.dispatch import train_runs, train_trials
 from hpo.training.job import TrainingJob
 from hpo.training.packed import train_packed
 from hpo.training.packs import make_pack
@@ -82,10 +88,24 @@ CASES = {
                             "restore_best_weights=true}"), seeds=(0, 1, 2, 3)),
     # Seed 1's replica computes NaN (see `poisoned`); seeds 0 and 3 do not.
     "nan": Case(("train.epochs=2",), seeds=(0, 1, 3), params={"width": 8}, builder="poisoned"),
+    # Trials packed together (see `cross_trial`): three architectures, one with dropout.
+    "cross_trial": Case(("train.epochs=3",), seeds=(0, 1, 2)),
 }
-# Cases a pack leaves to another: TensorFlow's fast path does not take dropout (XLA's random
-# numbers differ from TensorFlow's for one seed), so the functional pack trains it there.
-NOT_ITS_CASE = {("tf", "dropout")}
+# The trials of the cross_trial case, and the epoch after which trial 0's pruner stops it.
+TRIALS = ({"width": 8}, {"width": 16, "dropout": 0.3}, {"width": 16})
+PRUNED_AFTER = 1
+
+
+class PruningSink(CollectSink):
+    """A sink whose pruner stops its trial after epoch ``after``."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def epoch_ended(self, epoch):
+        super().epoch_ended(epoch)
+        self.stopping = epoch >= self.after
 
 
 def poisoned(input_shape, n_classes, width):
@@ -121,18 +141,45 @@ def runs(histories: dict, sink: CollectSink) -> dict:
 
 def outcome(case_name: str, fast: bool, solo: dict | None = None) -> dict:
     """One case's solo and packed runs on this process' backend, as JSON would give them back
-    (seeds as strings): {"pack": the Pack class make_pack chose, "solo": ..., "packed": ...}."""
+    (seeds as strings): {"pack": the Pack class make_pack chose, "solo": ..., "packed": ...,
+    "keras": the plain case's runs with Keras ``fit``, for a fast pack}."""
+    if case_name == "cross_trial":
+        return cross_trial(fast)
     case = CASES[case_name]
     job, seeds = case.job(), list(case.seeds)
     if solo is None:
         sink = CollectSink()
-        solo = runs(train_solo(job, seeds, sink), sink)
-    chosen = make_pack(job, seeds, [job.data.split(s) for s in seeds], fast)
+        solo = runs(train_solo(job, seeds, sink, fast), sink)
+    chosen = make_pack([job] * len(seeds), seeds, [job.data.split(s) for s in seeds], fast)
     chosen.close()
     sink = CollectSink()
     packed = runs(train_packed(job, seeds, sink, fast=fast), sink)
-    return json.loads(json.dumps({"pack": type(chosen).__name__, "solo": solo,
-                                  "packed": packed}))
+    got = {"pack": type(chosen).__name__, "solo": solo, "packed": packed}
+    if fast and case_name == "plain":
+        sink = CollectSink()
+        got["keras"] = runs(train_solo(job, seeds, sink, fast=False), sink)
+    return json.loads(json.dumps(got))
+
+
+def cross_trial(fast: bool) -> dict:
+    """The TRIALS trained one by one ("solo": each trial packed alone) and packed together
+    ("packed", trial 0 pruned after PRUNED_AFTER epochs), histories keyed "trial:seed"."""
+    case = CASES["cross_trial"]
+    base, seeds = case.job(), list(case.seeds)
+    jobs = [TrainingJob(base.build, params, base.spec, base.data) for params in TRIALS]
+    chosen = make_pack([job for job in jobs for _ in seeds], seeds * len(jobs),
+                       [base.data.split(s) for s in seeds * len(jobs)], fast)
+    chosen.close()
+    alone = {f"{i}:{seed}": history for i, job in enumerate(jobs)
+             for seed, history in train_runs(job, seeds, CollectSink(), fast=fast).items()}
+    sinks = [PruningSink(PRUNED_AFTER), CollectSink(), CollectSink()]
+    together = train_trials([(job, seeds, sink) for job, sink in zip(jobs, sinks, strict=True)],
+                            fast=fast)
+    packed = {f"{i}:{seed}": history for i, histories in enumerate(together)
+              for seed, history in histories.items()}
+    ended = [[event[1] for event in sink.events if event[0] == "epoch_ended"] for sink in sinks]
+    return json.loads(json.dumps({"pack": type(chosen).__name__, "solo": {"histories": alone},
+                                  "packed": {"histories": packed, "ended": ended}}))
 
 
 class Outcomes:
@@ -144,20 +191,19 @@ class Outcomes:
 
         self.backend = keras.backend.backend()
         self.directory = directory
-        self.solo: dict[str, dict] = {}
+        self.solo: dict[tuple[str, bool], dict] = {}
         self.computed: dict[tuple[str, str], dict] = {}
         self.elsewhere: dict[str, dict] = {}
 
     def __call__(self, pack: str, case: str) -> dict:
-        if (pack, case) in NOT_ITS_CASE:
-            pytest.skip(f"the {pack} pack leaves the {case} case to the functional pack")
         kind = PACKS[pack]
         if kind.backend not in (None, self.backend):
             got = self.other_backend(kind.backend)[case]
         else:
             if (pack, case) not in self.computed:
-                got = outcome(case, fast=pack != "functional", solo=self.solo.get(case))
-                self.solo[case] = got["solo"]
+                fast = pack != "functional"
+                got = outcome(case, fast=fast, solo=self.solo.get((case, fast)))
+                self.solo[case, fast] = got["solo"]
                 self.computed[pack, case] = got
             got = self.computed[pack, case]
         assert got["pack"] == kind.pack
@@ -167,8 +213,7 @@ class Outcomes:
         if backend not in self.elsewhere:
             if backend == "jax":
                 require("jax", reason="the JAX pack's contract needs jax (pip install -e .[jax])")
-            pack = next(name for name, kind in PACKS.items() if kind.backend == backend)
-            cases = [case for case in CASES if (pack, case) not in NOT_ITS_CASE]
+            cases = list(CASES)
             path = self.directory / f"{backend}.json"
             env = {**os.environ, "KERAS_BACKEND": backend,
                    "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
@@ -210,6 +255,34 @@ def test_histories_agree_after_several_epochs(outcomes, pack, case):
         # Accuracies move in steps of 1/100 here: 1e-6 still catches one flipped prediction.
         assert packed[seed]["val_accuracy"] == pytest.approx(solo[seed]["val_accuracy"], rel=1e-6)
         assert set(packed[seed]) == set(solo[seed])
+
+
+@pytest.mark.parametrize("pack", ["tf", "jax"])
+def test_the_fast_paths_train_as_keras_fit_where_nothing_is_drawn(outcomes, pack):
+    got = outcomes(pack, "plain")
+    keras_fit, packed = got["keras"]["histories"], got["packed"]["histories"]
+    for seed in ("0", "1", "2"):
+        assert packed[seed]["loss"] == pytest.approx(keras_fit[seed]["loss"], rel=1e-5)
+        assert packed[seed]["val_accuracy"] == pytest.approx(keras_fit[seed]["val_accuracy"],
+                                                             rel=1e-6)
+
+
+@every_pack
+def test_trials_packed_together_train_as_each_trial_alone(outcomes, pack):
+    got = outcomes(pack, "cross_trial")
+    alone, together = got["solo"]["histories"], got["packed"]["histories"]
+    assert set(together) == set(alone) == {f"{i}:{s}" for i in range(3) for s in range(3)}
+    for key, history in together.items():
+        kept = alone[key]
+        if key.startswith("0:"):  # pruned after its first epoch, while the others trained on
+            assert len(history["loss"]) == PRUNED_AFTER
+            kept = {name: values[:PRUNED_AFTER] for name, values in kept.items()}
+        else:
+            assert len(history["loss"]) == 3
+        assert history["loss"] == pytest.approx(kept["loss"], rel=1e-5)
+        assert history["val_accuracy"] == pytest.approx(kept["val_accuracy"], rel=1e-6)
+    # Each trial's sink ends the epochs its runs trained, and no more.
+    assert got["packed"]["ended"] == [[1], [1, 2, 3], [1, 2, 3]]
 
 
 @every_pack

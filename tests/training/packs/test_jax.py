@@ -1,7 +1,7 @@
 """Which replicas the JAX fast path stacks: one architecture, not merely one set of shapes.
 
-``packs.jax.applies`` takes Keras models, so this runs on any backend (TensorFlow in CI): the
-stacked path itself needs JAX, the decision does not.
+``packs.jax.architecture`` and ``stacked_groups`` take Keras models and names, so this runs on
+any backend (TensorFlow in CI): the stacked path itself needs JAX, the decision does not.
 """
 
 from __future__ import annotations
@@ -9,7 +9,12 @@ from __future__ import annotations
 import pytest
 
 from hpo.models import builders
-from hpo.training.packs.jax import applies
+from hpo.training.packs.jax import architecture, stacked_groups
+
+
+def applies(models) -> bool:
+    """True when the JAX fast path stacks all of ``models`` in one group (on one core)."""
+    return len(stacked_groups([architecture(m) for m in models], [1] * len(models), 1)) == 1
 
 
 def mlp(**params):

@@ -28,19 +28,25 @@ def make_job(*overrides, params=None):
 CHOSEN = {"tensorflow": "TfPack", "jax": "JaxPack"}
 
 
-@pytest.mark.parametrize("params, fast", [({}, True), ({"dropout": 0.3}, None)])
-def test_the_backend_chooses_the_pack(params, fast):
+@pytest.mark.parametrize("params", [{}, {"dropout": 0.3}])
+def test_the_backend_chooses_the_pack(params):
     import keras
 
-    backend = keras.backend.backend()
-    if fast is None:  # dropout: JAX's fast path keeps XLA's random numbers on both sides
-        fast = backend == "jax"
     job = make_job(params=params)
-    pack = make_pack(job, [0, 1], [job.data.split(s) for s in (0, 1)])
+    pack = make_pack([job, job], [0, 1], [job.data.split(s) for s in (0, 1)])
     try:
-        assert type(pack).__name__ == (CHOSEN[backend] if fast else "FunctionalPack")
+        assert type(pack).__name__ == CHOSEN[keras.backend.backend()]
     finally:
         pack.close()
+    slow = make_pack([job, job], [0, 1], [job.data.split(s) for s in (0, 1)], fast=False)
+    slow.close()
+    assert type(slow).__name__ == "FunctionalPack"
+
+
+def test_jobs_packed_together_must_share_their_training_settings():
+    job, other = make_job(), make_job("train.learning_rate=0.01")
+    with pytest.raises(ValueError, match="share their training settings"):
+        make_pack([job, other], [0, 0], [job.data.split(0)] * 2)
 
 
 def test_where_the_fast_paths_apply():
@@ -51,9 +57,9 @@ def test_where_the_fast_paths_apply():
     dropout = [mlp((8,), 3, width=4, dropout=0.5)]
     assert jax_path.applies(same) and tf_path.applies(same)
     assert not tf_path.applies([pooled((8, 2), 3)])  # XLA lacks a deterministic max-pool gradient
-    assert tf_path.applies(mixed) and not jax_path.applies(mixed)  # TF: a step per replica
+    assert tf_path.applies(mixed) and jax_path.applies(mixed)  # JAX: a stack per architecture
     assert not jax_path.applies(convolutions) and not tf_path.applies(convolutions)
-    assert jax_path.applies(dropout) and not tf_path.applies(dropout)
+    assert jax_path.applies(dropout) and tf_path.applies(dropout)
 
 
 def pooled(input_shape, n_classes):
@@ -84,12 +90,12 @@ def test_an_op_xla_cannot_compile_falls_back_to_the_functional_pack():
 
     job = make_job("train.epochs=2")
     job = TrainingJob(builder, {}, job.spec, job.data)
-    pack = make_pack(job, [0, 1], [job.data.split(s) for s in (0, 1)])
+    pack = make_pack([job, job], [0, 1], [job.data.split(s) for s in (0, 1)])
     pack.close()
     assert type(pack).__name__ == "TfPack"  # chosen, then refused by XLA at the first epoch
     sink = CollectSink()
     packed = train_packed(job, [0, 1], sink)
-    solo = train_solo(job, [0, 1], CollectSink())
+    solo = train_solo(job, [0, 1], CollectSink(), fast=False)
     assert not sink.errors
     for seed in (0, 1):
         assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)
@@ -103,12 +109,11 @@ def test_replicas_that_differ_in_structure_pack_like_their_solo_runs():
 
     job = make_job("train.epochs=1")
     job = TrainingJob(uneven, {}, job.spec, job.data)
-    pack = make_pack(job, [0, 1, 2], [job.data.split(s) for s in (0, 1, 2)])
+    pack = make_pack([job] * 3, [0, 1, 2], [job.data.split(s) for s in (0, 1, 2)])
     pack.close()
-    # TensorFlow's fast path steps each replica on its own; JAX's needs one stacked shape.
-    expected = {"tensorflow": "TfPack"}.get(keras.backend.backend(), "FunctionalPack")
-    assert type(pack).__name__ == expected
+    # TensorFlow's fast path steps each replica on its own; JAX's stacks each architecture.
+    assert type(pack).__name__ == CHOSEN[keras.backend.backend()]
     packed = train_packed(job, [0, 1, 2], CollectSink())
-    solo = train_solo(job, [0, 1, 2], CollectSink())
+    solo = train_solo(job, [0, 1, 2], CollectSink(), fast=False)
     for seed in (0, 1, 2):
         assert packed[seed]["loss"] == pytest.approx(solo[seed]["loss"], rel=1e-5)

@@ -190,7 +190,7 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
     processes share it; exit 2 if one refused its input, 1 if one failed otherwise."""
     import subprocess
 
-    from hpo.runner import check_builder, load_data, prepare_study
+    from hpo.runner import PACK_TRIALS, check_builder, load_data, prepare_study
 
     check_builder(sweep, load_data(sweep))
     prepare_study(sweep, url)
@@ -200,6 +200,10 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
         command += ["--n-trials", str(args.n_trials)]
     for override in args.overrides:
         command += ["--set", override]
+    if sweep.protocol.pack_trials is True and sweep.search.pruner == "none":
+        # Each worker asks its share of the trials, not all of them, so that all N train.
+        share = -(-(args.n_trials or sweep.n_trials) // args.jobs)
+        command += ["--set", f"protocol.pack_trials={max(1, min(share, PACK_TRIALS))}"]
     workers = [subprocess.Popen([*command, "--label", f"w{i + 1}"]) for i in range(args.jobs)]
     try:
         codes = [w.wait() for w in workers]

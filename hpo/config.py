@@ -217,16 +217,18 @@ class Sweep:
         objective, data, model, training, seeds, ``min_repeats`` (whether a trial with failed
         seeds has a value), the sampler and its seed, the pruner and the space; with a pruner
         also ``protocol.pack``, which decides which seeds' mean the pruner judges, and
-        ``protocol.pack_trials``, which decides which trials' epochs it has seen when it judges
-        one. Without a pruner both change the speed, not the numbers, and are left out, as is
-        ``search.n_trials`` (a study may be run on for more trials).
+        ``protocol.pack_trials`` when it packs several trials (which trials are finished when
+        the pruner judges one; true means one trial at a time with a pruner, as before it
+        existed). Without a pruner both change the speed, not the numbers, and are left out, as
+        is ``search.n_trials`` (a study may be run on for more trials).
         """
         sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
         protocol = {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
                     "min_repeats": self.protocol.min_repeats}
         if self.search.pruner != "none":
             protocol["pack"] = self.protocol.pack
-            protocol["pack_trials"] = self.protocol.pack_trials
+            if self.protocol.pack_trials not in (True, False, 1):  # true is one with a pruner
+                protocol["pack_trials"] = self.protocol.pack_trials
         return {
             "study.objective": self.study.objective,
             "study.reduce": self.study.reduce,

@@ -66,20 +66,21 @@ class Progress:
         self.epoch, self.epochs = 0, sweep.train.epochs
         self.last_logs: dict[tuple[int | None, int], dict[str, float]] = {}
         self.started = time.monotonic()
-        self._trials: dict[int, list[int]] = {}  # trial number -> [trial_index, seed_index]
+        self._trials: dict[int, list[int]] = {}  # trial number -> [index, seed_index, epochs]
+        self._run_epochs: dict[tuple[int | None, int], int] = {}  # (trial, seed) -> last epoch
 
     def trial_started(self, number: int, params: Mapping[str, Any], epochs: int) -> None:
         """Trial ``number`` starts with ``params``; each of its runs trains ``epochs`` epochs."""
         self.trial_index += 1
         self.trial_number, self.params, self.seed_index = number, dict(params), 0
         self.epochs = epochs
-        self._trials[number] = [self.trial_index, 0]
+        self._trials[number] = [self.trial_index, 0, epochs]
 
     def _focus(self, trial: int | None) -> None:
         """Show trial ``trial``'s position (runs of trials packed together interleave)."""
         if trial is not None and trial in self._trials:
             self.trial_number = trial
-            self.trial_index, self.seed_index = self._trials[trial]
+            self.trial_index, self.seed_index, self.epochs = self._trials[trial]
 
     def run_started(self, seed: int, trial: int | None = None) -> None:
         """The run of ``seed`` (of trial ``trial``, else the last started) starts."""
@@ -95,12 +96,14 @@ class Progress:
         self._focus(trial)
         self.epoch, self.logs = epoch, dict(logs)
         self.last_logs[trial, seed] = self.logs  # packed seeds finish together: each its own
+        self._run_epochs[trial, seed] = epoch
         self.done_epochs += 1
 
     def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
         """The run of ``seed`` ended, with ``error`` if it failed."""
         self._focus(trial)
-        self.done_epochs += self.epochs - self.epoch  # a run that stopped early skips the rest
+        # A run that stopped early (pruned, early stopping, failed) skips the rest of its epochs.
+        self.done_epochs += self.epochs - self._run_epochs.pop((trial, seed), 0)
 
     def trial_finished(self, number: int, summary: Summary) -> None:
         """Trial ``number`` completed with ``summary`` over its seeds."""

@@ -212,8 +212,7 @@ def test_the_stored_identity_keeps_its_keys():
         "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.01,
                   "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"],
                   "early_stopping": None, "evaluate_test": False},
-        "protocol": {"repeats": 3, "seed": 0, "min_repeats": 3, "pack": True,
-                     "pack_trials": True},
+        "protocol": {"repeats": 3, "seed": 0, "min_repeats": 3, "pack": True},
         "search": {"sampler": "random", "seed": 0, "pruner": "median"},
         "search.space": {"width": [4, 16], "lr": {"low": 0.001, "high": 0.1, "log": True}},
     }

@@ -18,6 +18,7 @@ from hpo.training.packed import (
     train_packed,
     train_together,
 )
+from hpo.training.packs import fast_path_applies
 from hpo.training.solo import train_solo
 
 
@@ -76,29 +77,46 @@ def train_trials(trials: Sequence[tuple[TrainingJob, Sequence[int], RunSink]],
 
 def _packs(trials: Sequence[tuple[TrainingJob, Sequence[int], RunSink]],
            pack: bool | int) -> list[list[int]]:
-    """Indices of ``trials`` trained together, pack by pack, in order."""
+    """Indices of ``trials`` trained together, pack by pack, in order.
+
+    A trial joins the pack before it when their training settings and data agree, the fast
+    path takes both or neither (so that each replica runs where its solo run does: on
+    TensorFlow a dropout model on the fast path draws other masks than on the functional
+    pack), its builder works, and the pack stays within the budget.
+    """
     packs: list[list[int]] = []
     budget = PACK_MEMORY_BYTES if pack is True else int(pack)
-    used = 0
+    used, last = 0, None
     for i, (job, seeds, _) in enumerate(trials):
+        probe = _probe(job)
+        if probe is None:  # the builder fails: alone, so that only its own runs fail
+            packs.append([i])
+            last = None
+            continue
+        params, fast = probe
         # Memory (pack True) or replicas (pack an int) this trial's seeds take in a pack.
-        size = len(seeds) * (count_params(job) * BYTES_PER_PARAMETER if pack is True else 1)
-        joins = (packs and size <= budget and used + size <= budget
-                 and trials[packs[-1][0]][0].spec == job.spec
-                 and trials[packs[-1][0]][0].data is job.data)
-        if joins:
+        size = len(seeds) * (params * BYTES_PER_PARAMETER if pack is True else 1)
+        key = (job.spec, id(job.data), fast)
+        if last == key and used + size <= budget:
             packs[-1].append(i)
             used += size
         else:
             packs.append([i])
-            used = size
+            used, last = size, key if size <= budget else None
     return packs
+
+
+def _probe(job: TrainingJob) -> tuple[int, bool] | None:
+    """One model of ``job``: its parameters and whether the fast path takes it; None when the
+    builder fails (its runs will say why)."""
+    try:
+        model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
+        return int(model.count_params()), fast_path_applies([model])
+    except Exception:  # the runs themselves will report what is wrong with the builder
+        return None
 
 
 def count_params(job: TrainingJob) -> int:
     """The parameters of one model of ``job`` (0 when its builder fails: its runs will say)."""
-    try:
-        model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
-        return int(model.count_params())
-    except Exception:  # the runs themselves will report what is wrong with the builder
-        return 0
+    probe = _probe(job)
+    return 0 if probe is None else probe[0]

@@ -28,8 +28,8 @@ from hpo.training.packs.base import (
 )
 from hpo.training.packs.functional import FunctionalPack
 
-__all__ = ["FAST_PATHS", "FastPathUnavailable", "FunctionalPack", "Pack", "make_fast_pack",
-           "make_pack"]
+__all__ = ["FAST_PATHS", "FastPathUnavailable", "FunctionalPack", "Pack", "fast_path_applies",
+           "make_fast_pack", "make_pack"]
 
 keras = LazyImport("keras")
 
@@ -59,6 +59,12 @@ def make_fast_pack(jobs: Sequence[TrainingJob], seeds: Sequence[int],
     return _make(jobs, seeds, splits, fast=True, fallback=False)
 
 
+def fast_path_applies(models: Sequence) -> bool:
+    """True when this backend has a fast path and it takes ``models``."""
+    fast_path = FAST_PATHS.get(keras.backend.backend())
+    return fast_path is not None and _resolve(fast_path[0])(models)
+
+
 def _make(jobs: Sequence[TrainingJob], seeds: Sequence[int], splits: Sequence[Split],
           fast: bool, fallback: bool) -> Pack | None:
     spec, source = jobs[0].spec, jobs[0].data
@@ -68,12 +74,9 @@ def _make(jobs: Sequence[TrainingJob], seeds: Sequence[int], splits: Sequence[Sp
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
     models = build_replicas(jobs, seeds)
-    fast_path = FAST_PATHS.get(keras.backend.backend()) if fast else None
-    if fast_path is not None:
-        applies, pack = (_resolve(path) for path in fast_path)
-        if applies(models):
-            prepare_replicas(models, x, y, spec)
-            return pack(models, x, y, val_rows, spec)
+    if fast and fast_path_applies(models):
+        prepare_replicas(models, x, y, spec)
+        return _resolve(FAST_PATHS[keras.backend.backend()][1])(models, x, y, val_rows, spec)
     if not fallback:
         return None
     return FunctionalPack(models, x, y, val_rows, spec, len(splits[0].train))

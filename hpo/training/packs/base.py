@@ -89,12 +89,13 @@ class FastPathUnavailable(RuntimeError):
 
 def build_replicas(jobs: Sequence[TrainingJob], seeds: Sequence[int]) -> list:
     """One model per replica, ``jobs[i]``'s model built right after ``set_random_seed(seeds[i])``
-    as its solo run's is.
+    as its solo run's is; ``model.job`` numbers the distinct jobs (trials) in order.
 
     Raises TypeError when a builder returns something other than a ``keras.Model``.
     """
     keras.backend.clear_session()
     replicas = []
+    numbers: dict[int, int] = {}  # id(job) -> its number among the distinct jobs
     for i, (job, seed) in enumerate(zip(jobs, seeds, strict=True)):
         seed_everything(seed)  # the solo run's initial weights and dropout seed
         model = job.build(job.data.input_shape, job.data.n_classes, **job.model_params)
@@ -102,6 +103,7 @@ def build_replicas(jobs: Sequence[TrainingJob], seeds: Sequence[int]) -> list:
             raise TypeError(f"the builder returned {type(model).__name__}, not a keras.Model")
         model.name = f"replica_{i}"  # builders name their models; names must be unique here
         model.stop_training = False  # what EarlyStopping sets on the model it watches
+        model.job = numbers.setdefault(id(job), len(numbers))  # which job (trial) it belongs to
         replicas.append(model)
     return replicas
 

@@ -3,8 +3,8 @@
 Its input is a (batch, R) array of example rows; a non-trainable layer holding every example
 gathers each replica's batch, and output ``r{i}`` is replica i on its column. The loss is the sum
 of the outputs' losses, so each replica's gradient is exactly its own; ``fit`` trains it with the
-solo runs' kernels. Used where no fast path applies (convolutions, dropout on TensorFlow, mixed
-architectures on JAX) and where one cannot compile.
+solo runs' kernels. Used where no fast path applies (convolutions; max pooling on TensorFlow;
+backends without a fast path) and where one cannot compile.
 """
 
 from __future__ import annotations

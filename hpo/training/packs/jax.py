@@ -86,6 +86,8 @@ _VARIABLES: dict[str, Callable] = {
 }
 
 
+# The configuration of a layer whose get_config raises, in an architecture's text.
+UNREADABLE = "<unreadable configuration>"
 # Compiled epochs kept across packs: (architecture, settings, kind, argument shapes) -> executable.
 _COMPILED: OrderedDict[tuple, Callable] = OrderedDict()
 _COMPILED_KEPT = 64  # the least recently used is dropped beyond this many
@@ -113,13 +115,18 @@ class JaxPack:
         self.table, self.targets = jax.device_put(x), jax.device_put(y)
         self.val_rows = val_rows
         cores = _parallel_groups()
+        # A model whose configuration cannot be read fully may hide what differs between jobs
+        # (trials): it is stacked with its own job's replicas only (build_replicas sets ``job``).
         architectures = [architecture(model) for model in self.models]
+        architectures = [f"{text} job {getattr(model, 'job', None)}" if UNREADABLE in text
+                         else text for text, model in zip(architectures, self.models, strict=True)]
         self.groups = stacked_groups(architectures, [m.count_params() for m in self.models],
                                      cores)
         # Each group runs its first replica's steps, vmapped over the group; the table is shared.
         self._steps = [self.models[group[0]] for group in self.groups]
         self._keys = [(architectures[group[0]], repr(spec)) for group in self.groups]
         self._states = [self._state(group, TrainState) for group in self.groups]
+        self._own: dict[tuple, Callable] = {}  # this pack's compiled epochs that are not kept
         self._threads = GroupThreads(min(cores, len(self.groups)))
 
     def fit_epoch(self, rows: np.ndarray) -> list[dict[str, float]]:
@@ -154,16 +161,17 @@ class JaxPack:
         for g, arguments in enumerate(args):
             shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(arguments))
             key = (*self._keys[g], kind, shapes)
+            kept = UNREADABLE not in key[0]  # kept for later packs only if fully described
             with _COMPILED_LOCK:
-                compiled = _COMPILED.get(key)
-                if compiled is not None:
+                compiled = _COMPILED.get(key) if kept else self._own.get(key)
+                if compiled is not None and kept:
                     _COMPILED.move_to_end(key)
             if compiled is None:
                 step = self._steps[g].train_step if kind == "train" else self._steps[g].test_step
                 state_type = TrainState if kind == "train" else EvalState
                 compiled = jax.jit(_epoch_function(step, state_type)).lower(*arguments).compile()
                 with _COMPILED_LOCK:
-                    _COMPILED[key] = compiled
+                    (_COMPILED if kept else self._own)[key] = compiled
                     while len(_COMPILED) > _COMPILED_KEPT:
                         _COMPILED.popitem(last=False)
             calls.append(functools.partial(_execute, compiled, arguments))
@@ -284,7 +292,8 @@ def architecture(model) -> str:
     of every variable. Layer names are replaced by their order of appearance, since each
     replica's layers get their own names (``dense_3``); ``seed`` keys are left out, since seeds
     only set initial states, which live in the stacked variables. A layer whose configuration
-    cannot be read counts by its class alone.
+    cannot be read counts by its class and :data:`UNREADABLE`: such replicas are stacked only
+    with replicas of the same job, and their compiled epochs are not kept.
     """
     layers = all_layers(model)
     configs = []
@@ -292,7 +301,7 @@ def architecture(model) -> str:
         try:
             configs.append(layer.get_config())
         except Exception:  # NotImplementedError: a subclassed layer without get_config
-            configs.append(None)
+            configs.append(UNREADABLE)
     names = [layer.name for layer in layers] + list(_input_layer_names(configs))
     positions = {name: f"<layer {i}>" for i, name in reversed(list(enumerate(names)))}
 

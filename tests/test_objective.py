@@ -268,6 +268,57 @@ def test_a_worker_whose_trial_was_taken_over_writes_nothing_more(store):
     assert reported(store, trial) == {}
 
 
+def test_a_sink_whose_trial_was_taken_over_keeps_the_loss_and_stops_its_runs(store):
+    """Trials trained together: one trial's lost lease must not stop the others' runs, so its
+    sink keeps the LeaseLost (the objective raises it at finish) and says it is stopping."""
+    sweep = parse_sweep(SMALL_SWEEP)
+    study, trial, claim = held_trial(store)
+    display = LineProgress(io.StringIO(), every_s=math.inf)
+    display.sweep_started(sweep, 1, 0)
+    display.trial_started(trial.number, {"width": 4}, epochs=2)
+    recording = RunRecording(Recorder(store.engine), claim)
+    sink = TrialSink(recording, EpochPruning(trial, store.optuna, "val_accuracy",
+                                             recording.hold), display, trial.number)
+    sink.run_started(0)
+    sink.run_epoch(0, 1, {"loss": 1.0, "val_accuracy": 0.5})
+    sink.epoch_ended(1)
+    assert not sink.stopping and sink.lost is None
+    other = Leases(store.engine, owner="worker-b", stale_after=-1)
+    assert [t.number for t in other.stale(study)] == [0]
+    assert other.claim(trial._trial_id) is not None
+    sink.run_epoch(0, 2, {"loss": 1.0, "val_accuracy": 0.6})  # refused, kept, not raised
+    assert isinstance(sink.lost, LeaseLost) and sink.stopping
+    sink.epoch_ended(2)
+    sink.run_finished(0, None)
+    assert recorded_runs(store) == {0: ("RUNNING", None, 1)}  # nothing after the takeover
+    assert reported(store, trial) == {}
+
+
+def test_a_dropped_ctrl_c_stops_the_trial_at_its_next_epoch(store):
+    """Python drops a KeyboardInterrupt raised inside a ``__del__``; the sink raises it again
+    when the epoch ends (hpo.interrupts)."""
+    import os
+    import signal
+
+    from hpo import interrupts
+
+    class CollectedDuringCtrlC:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    _, trial, claim = held_trial(store)
+    recording = RunRecording(Recorder(store.engine), claim)
+    sink = TrialSink(recording, EpochPruning(trial, store.optuna, None, recording.hold),
+                     LineProgress(io.StringIO()), trial.number)
+    with interrupts.delivered(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sink.epoch_ended(1)  # no Ctrl-C: nothing happens
+        collected = CollectedDuringCtrlC()
+        del collected  # "Exception ignored in ...": the KeyboardInterrupt is dropped
+        with pytest.raises(KeyboardInterrupt):
+            sink.epoch_ended(2)
+
+
 def test_a_report_on_a_trial_another_worker_finished_is_a_lost_lease(store):
     study, trial, claim = held_trial(store)
     pruning = EpochPruning(trial, store.optuna, "val_accuracy",

@@ -96,16 +96,18 @@ TRIALS = ({"width": 8}, {"width": 16, "dropout": 0.3}, {"width": 16})
 PRUNED_AFTER = 1
 
 
-class PruningSink(CollectSink):
-    """A sink whose pruner stops its trial after epoch ``after``."""
+class TrialLog(CollectSink):
+    """Trial ``name``'s sink: appends (name, epoch) to ``log``, shared by the trials, at every
+    epoch_ended; its pruner stops the trial after epoch ``pruned_after`` (None: never)."""
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, log: list, name: int, pruned_after: int | None = None) -> None:
         super().__init__()
-        self.after = after
+        self.log, self.name, self.pruned_after = log, name, pruned_after
 
     def epoch_ended(self, epoch):
         super().epoch_ended(epoch)
-        self.stopping = epoch >= self.after
+        self.log.append((self.name, epoch))
+        self.stopping = self.pruned_after is not None and epoch >= self.pruned_after
 
 
 def poisoned(input_shape, n_classes, width):
@@ -172,14 +174,16 @@ def cross_trial(fast: bool) -> dict:
     chosen.close()
     alone = {f"{i}:{seed}": history for i, job in enumerate(jobs)
              for seed, history in train_runs(job, seeds, CollectSink(), fast=fast).items()}
-    sinks = [PruningSink(PRUNED_AFTER), CollectSink(), CollectSink()]
+    log: list = []
+    sinks = [TrialLog(log, 0, PRUNED_AFTER), TrialLog(log, 1), TrialLog(log, 2)]
     together = train_trials([(job, seeds, sink) for job, sink in zip(jobs, sinks, strict=True)],
                             fast=fast)
     packed = {f"{i}:{seed}": history for i, histories in enumerate(together)
               for seed, history in histories.items()}
     ended = [[event[1] for event in sink.events if event[0] == "epoch_ended"] for sink in sinks]
     return json.loads(json.dumps({"pack": type(chosen).__name__, "solo": {"histories": alone},
-                                  "packed": {"histories": packed, "ended": ended}}))
+                                  "packed": {"histories": packed, "ended": ended,
+                                             "log": log}}))
 
 
 class Outcomes:
@@ -281,8 +285,10 @@ def test_trials_packed_together_train_as_each_trial_alone(outcomes, pack):
             assert len(history["loss"]) == 3
         assert history["loss"] == pytest.approx(kept["loss"], rel=1e-5)
         assert history["val_accuracy"] == pytest.approx(kept["val_accuracy"], rel=1e-6)
-    # Each trial's sink ends the epochs its runs trained, and no more.
+    # Each trial's sink ends the epochs its runs trained, and no more; and they trained together:
+    # every trial ends epoch 1 before any ends epoch 2 (one by one, trial 1 would end 1, 2, 3).
     assert got["packed"]["ended"] == [[1], [1, 2, 3], [1, 2, 3]]
+    assert got["packed"]["log"] == [[0, 1], [1, 1], [2, 1], [1, 2], [2, 2], [1, 3], [2, 3]]
 
 
 @every_pack

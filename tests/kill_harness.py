@@ -10,8 +10,11 @@
 - ``interrupt``: an epoch's metrics committed; SIGINT (Ctrl-C) at the next statement, the next
   epoch's write (its training done: compiled epochs of small runs take milliseconds, so a timer
   could fire in any later seed)
-- ``stop``: like ``epoch`` but SIGSTOP: the process freezes (every thread, its heartbeat too)
-  until someone sends SIGCONT, as a suspended laptop or a stalled machine would
+- ``stop``: SIGSTOP when a trial's epoch has ended (every run of it written, the pruner asked),
+  outside any transaction of the training thread: the process freezes (every thread, its
+  heartbeat too) until someone sends SIGCONT, as a suspended laptop or a stalled machine would.
+  (A timer after a commit could freeze it inside the next write, whose lock would then block
+  every SQLite writer: the runs of trials packed together are written back to back.)
 - ``stop-in-write``: SIGSTOP inside an epoch's transaction, its INSERT executed but not committed
   (the lease row it fenced stays locked on PostgreSQL)
 
@@ -71,13 +74,25 @@ def _after(conn, cursor, statement, parameters, context, executemany):
 def _commit(conn):
     global armed
     marks = {key for key in ("epoch", "run-end", "trial-end") if conn.info.pop(key, False)}
-    if POINT in ("epoch", "stop") and "epoch" in marks and _count():
-        sig = signal.SIGSTOP if POINT == "stop" else signal.SIGKILL
-        threading.Timer(0.05, _kill, (sig,)).start()
+    if POINT == "epoch" and "epoch" in marks and _count():
+        threading.Timer(0.05, _kill).start()
     elif POINT == "interrupt" and "epoch" in marks and _count():
         armed = signal.SIGINT
     elif POINT in marks and _count():
         armed = signal.SIGKILL
+
+
+if POINT == "stop":
+    from hpo.objective import TrialSink
+
+    _epoch_ended = TrialSink.epoch_ended
+
+    def _stop_after(self, epoch: int) -> None:
+        _epoch_ended(self, epoch)
+        if _count():
+            _kill(signal.SIGSTOP)
+
+    TrialSink.epoch_ended = _stop_after
 
 
 if __name__ == "__main__":

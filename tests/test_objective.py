@@ -291,7 +291,7 @@ def test_a_sink_whose_trial_was_taken_over_keeps_the_loss_and_stops_its_runs(sto
     sink.epoch_ended(2)
     sink.run_finished(0, None)
     assert recorded_runs(store) == {0: ("RUNNING", None, 1)}  # nothing after the takeover
-    assert reported(store, trial) == {}
+    assert reported(store, trial) == {1: 0.5}  # epoch 2 was not reported
 
 
 def test_a_dropped_ctrl_c_stops_the_trial_at_its_next_epoch(store):

@@ -115,18 +115,25 @@ def test_a_worker_frozen_between_its_last_check_and_its_tell_drops_the_trial(sql
     assert finished.state == optuna.trial.TrialState.COMPLETE and finished.value == 0.5
 
 
-def test_trials_packed_together_record_what_they_record_one_by_one(tmp_path, mnist_data):
-    """The small grid's two widths trained in one pack (``pack_trials``, the default) and one
-    trial after the other: the same runs, statistics and intermediate values, trial by trial."""
-    contents, shown = {}, {}
-    for together in (True, False):
-        url = f"sqlite:///{tmp_path}/{together}.db"
-        sweep = parse_sweep(SMALL_SWEEP, [f"protocol.pack_trials={str(together).lower()}"])
-        shown[together] = io.StringIO()
-        run_sweep(sweep, storage=url, progress=LineProgress(shown[together], every_s=1e9))
-        contents[together] = study_contents(url)
-    assert_same_study(contents[True], contents[False])
-    # Packed, both trials start before any run ends; one by one, trial 0's runs end first.
-    packed, alone = (shown[k].getvalue().splitlines() for k in (True, False))
-    assert packed[1].startswith("trial 1/2 (#0)") and packed[2].startswith("trial 2/2 (#1)")
-    assert alone[1].startswith("trial 1/2 (#0)") and alone[2].startswith("  trial 1/2 (#0)")
+def test_trials_packed_together_record_what_they_record_one_by_one(small_study, tmp_path):
+    """The small grid's two widths trained in one pack (``pack_trials``, the default: the
+    ``small_study`` fixture) and one trial after the other: the same runs, statistics and
+    intermediate values, trial by trial."""
+    sweep, packed_url = small_study
+    url = f"sqlite:///{tmp_path}/alone.db"
+    shown = io.StringIO()
+    alone = parse_sweep(SMALL_SWEEP, ["protocol.pack_trials=false"])
+    run_sweep(alone, storage=url, progress=LineProgress(shown, every_s=1e9))
+    assert_same_study(study_contents(packed_url), study_contents(url))
+    lines = shown.getvalue().splitlines()  # one by one: trial 0's runs end before trial 1 starts
+    assert lines[1].startswith("trial 1/2 (#0)") and lines[2].startswith("  trial 1/2 (#0)")
+
+
+def test_trials_asked_together_all_start_before_their_runs(tmp_path, mnist_data):
+    shown = io.StringIO()
+    sweep = parse_sweep(SMALL_SWEEP, ["protocol.repeats=2", "train.epochs=1",
+                                      "data.limit_train=64"])
+    run_sweep(sweep, storage=f"sqlite:///{tmp_path}/t.db",
+              progress=LineProgress(shown, every_s=1e9))
+    lines = shown.getvalue().splitlines()
+    assert lines[1].startswith("trial 1/2 (#0)") and lines[2].startswith("trial 2/2 (#1)")

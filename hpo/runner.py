@@ -127,10 +127,11 @@ PACK_TRIALS = 16
 def trials_at_once(sweep: Sweep) -> int:
     """How many trials one worker asks and trains together (packed across trials).
 
-    More than one only where packing is on and the sampler is independent of earlier trials'
-    values (:data:`INDEPENDENT_SAMPLERS`): ``protocol.pack_trials`` true means at most
-    :data:`PACK_TRIALS`, an int at most that many; the memory budget then decides which of them
-    share a pack (:func:`~hpo.training.dispatch.train_trials`). With a pruner, true means one:
+    More than one only where packing is on (and a trial's seeds fit one pack) and the sampler
+    is independent of earlier trials' values (:data:`INDEPENDENT_SAMPLERS`):
+    ``protocol.pack_trials`` true means at most :data:`PACK_TRIALS`, an int at most that many;
+    the memory budget then decides which of them share a pack
+    (:func:`~hpo.training.dispatch.train_trials`). With a pruner, true means one:
     Optuna's pruners judge a trial against COMPLETE trials only, so trials trained together
     cannot prune each other and the first batch could not be pruned at all; an int still
     packs that many (fewer trials pruned, sooner results).
@@ -141,12 +142,16 @@ def trials_at_once(sweep: Sweep) -> int:
         >>> q6 = Path(__file__).parents[1] / "sweeps" / "mnist-q6-width.toml"  # an 8-point grid
         >>> trials_at_once(load_sweep(q6)), trials_at_once(load_sweep(q6, ["protocol.pack=false"]))
         (16, 1)
+        >>> trials_at_once(load_sweep(q6, ["protocol.pack=4"]))  # 10 seeds: 3 packs per trial
+        1
         >>> trials_at_once(load_sweep(q6, ["search.pruner='median'"]))
         1
     """
     protocol = sweep.protocol
     if protocol.pack is False or protocol.pack_trials is False:
         return 1
+    if protocol.pack is not True and protocol.pack < protocol.repeats:
+        return 1  # each trial's seeds need several packs: no trials would share one
     if sweep.search.sampler not in INDEPENDENT_SAMPLERS:
         return 1
     if protocol.pack_trials is True:

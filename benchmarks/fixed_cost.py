@@ -3,6 +3,7 @@ and a steady epoch, for one trial of the Q6 sweep (10 seeds) on this process' Ke
 
     HPO_DATA_DIR=/work/shared/datasets python benchmarks/fixed_cost.py --width 4
     HPO_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python benchmarks/fixed_cost.py --width 4
+    HPO_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python benchmarks/fixed_cost.py --again
 
 Each figure is one measurement in a fresh process (imports and data loading are timed apart).
 """
@@ -19,6 +20,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--limit-train", type=int, default=6000)
+    parser.add_argument("--again", action="store_true",
+                        help="then time a second pack of the same architecture (kept compiles)")
     args = parser.parse_args()
     started = time.perf_counter()
     import keras
@@ -47,6 +50,12 @@ def main() -> None:
         pack.fit_epoch(epoch_rows(seeds, splits, epoch))
         times[name] = time.perf_counter() - started
     pack.close()
+    if args.again:  # a second pack of the same architecture in this process
+        started = time.perf_counter()
+        again = make_pack([job] * len(seeds), seeds, splits)
+        again.fit_epoch(epoch_rows(seeds, splits, 0))
+        again.close()
+        times["again: make_pack and first epoch"] = time.perf_counter() - started
     print(json.dumps({"backend": keras.backend.backend(), "pack": type(pack).__name__,
                       **vars(args), **{k: round(v, 2) for k, v in times.items()}}))
 

@@ -70,15 +70,16 @@ def _make(jobs: Sequence[TrainingJob], seeds: Sequence[int], splits: Sequence[Sp
     spec, source = jobs[0].spec, jobs[0].data
     if any(job.spec != spec or job.data is not source for job in jobs):
         raise ValueError("replicas packed together must share their training settings and data")
+    models = build_replicas(jobs, seeds)
+    on_fast_path = fast and fast_path_applies(models)
+    if not (on_fast_path or fallback):
+        return None  # before preparing the table: a solo run asks this for every seed
     y = encode_targets(source.y, source.n_classes, uses_sparse_targets(spec.loss))
     x = source.x.astype("float32", copy=False)
     val_rows = np.stack([s.val for s in splits], axis=1).astype("int32")
-    models = build_replicas(jobs, seeds)
-    if fast and fast_path_applies(models):
+    if on_fast_path:
         prepare_replicas(models, x, y, spec)
         return _resolve(FAST_PATHS[keras.backend.backend()][1])(models, x, y, val_rows, spec)
-    if not fallback:
-        return None
     return FunctionalPack(models, x, y, val_rows, spec, len(splits[0].train))
 
 

@@ -2,7 +2,9 @@
 
 Each protocol is a shipped sweep file run with `hpo.run_sweep` into its default database
 (`studies/<name>.db`), so an interrupted reproduction resumes where it stopped. The report is
-rebuilt from every protocol database that exists, beside the published figures.
+`hpo report --format md` over every protocol database that exists, beside the published figures
+of `studies/published.toml` (a verdict per row), with the run log and
+`benchmarks/REPRODUCTION_NOTES.md` appended.
 
     python benchmarks/reproduce.py mnist            # run the MNIST protocols Q1-Q7, then report
     python benchmarks/reproduce.py --report-only    # rebuild the report from the databases
@@ -16,6 +18,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,18 +41,6 @@ GROUPS = {
         "cifar10-q10e-dropout",
     ],
     "forda": ["forda-transformer", "forda-transformer-prenorm", "forda-transformer-tpe"],
-}
-# Published figures (accuracy), by sweep and, where the sweep has several configurations, by
-# the configuration they belong to.
-PUBLISHED = {
-    "mnist-q7d-final": "0.9805",
-    "cifar10-q8-mlp-width": {"width=32": "0.2688 (W = 32)"},
-    "cifar10-q10a-cnn-dropout": "0.7103 (best rate)",
-    "cifar10-q10b-deeper": "0.7332",
-    "cifar10-q10c-dense": "0.7353",
-    "cifar10-q10d-batchnorm": "0.7431",
-    "cifar10-q10e-dropout": "0.7450",
-    "forda-transformer": "0.843 (150 epochs); 0.614 (2 epochs)",
 }
 REPORT = ROOT / "studies" / "REPRODUCTION.md"
 LOG = ROOT / "studies" / "reproduction-log.tsv"  # one line per protocol run: name, wall, command
@@ -77,79 +68,38 @@ def run(name: str, overrides: list[str], suffix: str, command: str) -> None:
 
 
 def report() -> None:
+    """``hpo report`` over every reproduction study with a database, beside the published
+    figures of ``studies/published.toml``; the run log and the notes are appended."""
+    from hpo.cli import main as hpo
+
     runs_log = {}
     if LOG.exists():
         for line in LOG.read_text().splitlines():
             name, wall, where, command = line.split("\t")
             entry = runs_log.setdefault(name, {"wall": 0.0, "where": where, "command": command})
             entry["wall"] += float(wall)
-    rows, protocols = [], []
-    for db in sorted((ROOT / "studies").glob("*.db")):
-        with hpo.Results(f"sqlite:///{db}") as results:
-            for study in results.study_names():
-                base = next((n for group in GROUPS.values() for n in group
-                             if study == n or study.startswith(n + "-")), None)
-                if base is None:
-                    continue
-                trials = results.trials(study)
-                runs = results.runs(study)
-                params = [c for c in trials.columns if c not in _NOT_PARAMS]
-                complete = trials[trials["state"] == "COMPLETE"].sort_values(params or "number")
-                for row in complete.to_dict("records"):
-                    config = ", ".join(f"{k}={_fmt(row[k])}" for k in params) or "—"
-                    published = PUBLISHED.get(base, "—")
-                    if isinstance(published, dict):
-                        published = published.get(config, "—")
-                    if study != base and published != "—":
-                        published = f"full protocol: {published}"  # a reduced run
-                    epochs = runs.loc[runs["trial"] == row["number"], "epochs"]
-                    std = "" if row["std"] != row["std"] else f" ± {row['std']:.4f}"
-                    ci = ("—" if row["ci95_low"] != row["ci95_low"]
-                          else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
-                    rows.append(f"| `{study}` | {config} | {published} | {row['mean']:.4f}{std} "
-                                f"| {ci} | {row['n']} | {_epochs(epochs)} |")
-                meta = runs_log.get(study, {})
-                protocols.append(f"| `{study}` | {_wall(meta.get('wall'))} | "
-                                 f"{meta.get('where', '—')} | `{meta.get('command', '—')}` |")
-    lines = [
-        "# Reproduction of the reference protocols",
-        "",
-        "Written by `benchmarks/reproduce.py` from the study databases under `studies/`. The",
-        "value is each sweep's objective: the last epoch's validation accuracy on the test split",
-        "for MNIST and CIFAR-10, the test accuracy after early stopping for FordA; mean ± std over",
-        "seeds (ddof 1) with the Student-t 95 % CI.",
-        "",
-        "| protocol | configuration | published | hpo mean ± std | 95 % CI | n | epochs |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "How each was run (wall time: the whole protocol, every trial):",
-        "",
-        "| protocol | wall | machine | command |",
-        "|---|---|---|---|",
-        *protocols,
-        "",
-    ]
+    known = [n for group in GROUPS.values() for n in group]
+    studies = sorted(p.stem for p in (ROOT / "studies").glob("*.db")
+                     if any(p.stem == n or p.stem.startswith(n + "-") for n in known))
+    lines = ["## How each was run", "",
+             "Wall time: the whole protocol, every trial, as `benchmarks/reproduce.py` timed it.",
+             "", "| protocol | wall | machine | command |", "|---|---|---|---|"]
+    for study in studies:
+        meta = runs_log.get(study, {})
+        lines.append(f"| `{study}` | {_wall(meta.get('wall'))} | {meta.get('where', '—')} | "
+                     f"`{meta.get('command', '—')}` |")
     notes = ROOT / "benchmarks" / "REPRODUCTION_NOTES.md"
-    if notes.exists():
-        lines += [notes.read_text()]
-    REPORT.write_text("\n".join(lines) + "\n")
-    print(f"wrote {REPORT}")
-
-
-_NOT_PARAMS = {"number", "state", "n", "mean", "var", "std", "sem", "ci95_low", "ci95_high",
-               "value"}
-
-
-def _fmt(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _epochs(epochs) -> str:
-    if epochs.empty:
-        return "—"
-    low, high = int(epochs.min()), int(epochs.max())
-    return str(low) if low == high else f"{low}–{high}"
+    text = "\n".join(lines) + "\n\n" + (notes.read_text() if notes.exists() else "")
+    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as handle:
+        handle.write(text)
+    command = ["report", *studies, "--format", "md", "--out", str(REPORT.relative_to(ROOT)),
+               "--published", "studies/published.toml", "--notes", handle.name,
+               "--title", "Reproduction of the reference protocols"]
+    print("hpo " + " ".join(shlex.quote(c) for c in command), flush=True)
+    code = hpo(command)
+    os.unlink(handle.name)
+    if code:
+        raise SystemExit(code)
 
 
 def _wall(seconds: float | None) -> str:

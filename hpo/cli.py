@@ -37,8 +37,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="significance level of the table's tests against the best trial "
                             "(Holm-corrected; default 0.05)")
 
+    sweep_help = ("sweep file (TOML), or the name of a shipped protocol (hpo sweeps lists "
+                  "them; a file of that name wins)")
     run = commands.add_parser("run", help="run (or continue) a sweep")
-    run.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    run.add_argument("sweep", help=sweep_help)
     storage_arg(run, "the sweep's study.storage, else sqlite:///studies/<name>.db")
     run.add_argument("--n-trials", type=int, metavar="N",
                      help="finished trials the study should hold (default: search.n_trials "
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker", help="join a sweep's study (another process or machine); no table at the end")
-    worker.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    worker.add_argument("sweep", help=sweep_help)
     storage_arg(worker, "the sweep's study.storage, else sqlite:///studies/<name>.db")
     worker.add_argument("--n-trials", type=int, metavar="N",
                         help="trials the study should hold (default: as hpo run)")
@@ -61,9 +63,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="prefix of this worker's progress lines (plain lines, no bar)")
 
     check = commands.add_parser("check", help="validate a sweep file and print its size")
-    check.add_argument("sweep", type=Path)
+    check.add_argument("sweep", help=sweep_help)
     check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        dest="overrides")
+
+    sweeps = commands.add_parser(
+        "sweeps", help="list the shipped reference protocols (hpo run NAME runs one)")
+    sweeps.add_argument("--copy", metavar="NAME",
+                        help="write the shipped NAME.toml to this folder, to edit (never over "
+                             "an existing file)")
 
     studies = commands.add_parser("studies", help="list the studies in a database")
     storage_arg(studies, "every studies/*.db")
@@ -73,18 +81,42 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("study", help="study name, or with --storage its number")
     storage_arg(show, "sqlite:///studies/<STUDY>.db")
     alpha_arg(show)
+    show.add_argument("--sort", default="param", choices=["param", "value", "trial"],
+                      help="row order: by the swept parameters (default), best value first, "
+                           "or trial number")
 
     compare = commands.add_parser(
-        "compare", help="is trial A better than trial B? Welch's and the paired t-test")
-    compare.add_argument("study")
-    compare.add_argument("a", type=int, help="trial number")
-    compare.add_argument("b", type=int, help="trial number")
-    compare.add_argument("--metric", help="history key (default: the study's objective)")
-    storage_arg(compare, "sqlite:///studies/<STUDY>.db")
+        "compare", help="is one trial better than another? two studies (each one's best trial, "
+                        "or STUDY:TRIAL), or two trials of one study (STUDY A B)")
+    compare.add_argument("targets", nargs="+", metavar="STUDY[:TRIAL]",
+                         help="STUDY_A[:TRIAL] STUDY_B[:TRIAL], or STUDY A B")
+    compare.add_argument("--metric", help="history key (default: the first study's objective)")
+    storage_arg(compare, "sqlite:///studies/<STUDY_A>.db")
+    compare.add_argument("--storage-b", metavar="URL",
+                         help="STUDY_B's database (default: --storage if given, else "
+                              "sqlite:///studies/<STUDY_B>.db)")
+
+    report = commands.add_parser(
+        "report", help="one self-contained HTML (or Markdown) file per set of studies: protocol, "
+                       "results table, figures, runs left out, time")
+    report.add_argument("studies", nargs="+", metavar="STUDY")
+    storage_arg(report, "sqlite:///studies/<STUDY>.db, for each STUDY")
+    report.add_argument("--out", type=Path,
+                        help="default: studies/<STUDY>/report.html (.md with --format md); "
+                             "several studies: studies/report.html")
+    report.add_argument("--format", choices=["html", "md"], default="html",
+                        help="html: one file, images embedded; md: Markdown and a folder of PNGs")
+    report.add_argument("--published", type=Path, metavar="TOML",
+                        help="published figures to set beside the results, with a verdict each "
+                             "(e.g. studies/published.toml)")
+    report.add_argument("--notes", type=Path, metavar="MD", help="Markdown appended at the end")
+    report.add_argument("--title", help="the report's title")
+    alpha_arg(report)
 
     plot = commands.add_parser("plot", help="draw a figure of a study to a PNG file")
     plot.add_argument("study")
-    plot.add_argument("--kind", required=True, choices=["curves", "param", "compare", "seeds"])
+    plot.add_argument("--kind", required=True,
+                      choices=["curves", "trials", "param", "compare", "seeds"])
     plot.add_argument("--trial", type=int, help="curves: the trial (default: the best)")
     plot.add_argument("--trials", help="compare: trial numbers, e.g. 0,3,5 (default: all)")
     plot.add_argument("--param", help="param: the parameter on the x axis")
@@ -102,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
     dashboard = commands.add_parser(
         "dashboard", help="optuna-dashboard on a study's database (notes and mean ± CI figures)")
-    dashboard.add_argument("study", nargs="?", help="study name (default: every study)")
+    dashboard.add_argument("study", nargs="?", help="study to write the note and figures for "
+                           "(required without --storage; omitted: every study of that database)")
     storage_arg(dashboard, "sqlite:///studies/<STUDY>.db")
     dashboard.add_argument("--host", default="127.0.0.1",
                            help="address to bind (default: 127.0.0.1, this machine only)")
@@ -143,12 +176,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _sweep_args(args: argparse.Namespace):
-    from hpo.sweep import load_sweep
-
-    sweep = load_sweep(args.sweep, args.overrides)
+    sweep = _load_sweep(args)
     if args.n_trials is not None and args.n_trials < 1:
         raise HpoError(f"--n-trials = {args.n_trials}: expected an integer >= 1")
     return sweep
+
+
+def _load_sweep(args: argparse.Namespace):
+    """The sweep ``args.sweep`` names: a file, else a shipped protocol's name. ``args.sweep``
+    becomes that file's path (what ``hpo run --jobs`` gives its workers, ``hpo check`` prints)."""
+    from hpo.shipped import locate
+    from hpo.sweep import load_sweep
+
+    args.sweep = locate(args.sweep)
+    return load_sweep(args.sweep, args.overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -156,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise HpoError(f"--jobs = {args.jobs}: expected an integer >= 1")
     _check_alpha(args.alpha)  # before the sweep runs, not after
+    _warn_pruner(sweep)
     url = args.storage or sweep.storage_url
     if args.jobs == 1:
         code = _work(args, sweep)
@@ -218,9 +260,7 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from hpo.sweep import load_sweep
-
-    sweep = load_sweep(args.sweep, args.overrides)
+    sweep = _load_sweep(args)
     trials, repeats, epochs = sweep.n_trials, sweep.protocol.repeats, sweep.train.epochs
     url = sweep.storage_url  # refuses a study name unfit for the default file before "ok"
     print(f"{args.sweep}: ok")
@@ -230,6 +270,29 @@ def _check(args: argparse.Namespace) -> int:
           f"{trials * repeats * epochs} epochs; sampler {sweep.search.sampler}")
     for name, param in sweep.search.space.items():
         print(f"  {name}: {param.to_toml()}")
+    _warn_pruner(sweep)
+    return 0
+
+
+def _warn_pruner(sweep) -> None:
+    from hpo.study import pruner_warning
+
+    warning = pruner_warning(sweep)
+    if warning:
+        print(f"hpo: warning: {warning}", file=sys.stderr)
+
+
+def _sweeps(args: argparse.Namespace) -> int:
+    from hpo import shipped
+
+    if args.copy is not None:
+        path = shipped.copy(args.copy)
+        print(f"wrote {path}; edit it, then: hpo run {path}")
+        return 0
+    protocols = shipped.protocols()
+    width = max(len(p.name) for p in protocols)
+    for p in protocols:
+        print(f"{p.name:<{width}}  {p.summary}".rstrip())
     return 0
 
 
@@ -260,7 +323,7 @@ def _default_url(args: argparse.Namespace) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     _check_alpha(args.alpha)
-    return _show_table(_default_url(args), args.study, args.alpha)
+    return _show_table(_default_url(args), args.study, args.alpha, args.sort)
 
 
 def _check_alpha(alpha: float) -> None:
@@ -274,17 +337,74 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    targets = args.targets
+    if len(targets) == 3 and targets[1].isdigit() and targets[2].isdigit():
+        return _compare_trials(args, targets[0], int(targets[1]), int(targets[2]))
+    if len(targets) != 2:
+        raise HpoError(f"hpo compare {' '.join(targets)}: expected STUDY_A[:TRIAL] "
+                       "STUDY_B[:TRIAL], or STUDY A B (two trial numbers of one study)")
+    return _compare_studies(args, *(_study_trial(t) for t in targets))
+
+
+def _study_trial(target: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:TRIAL`` (a study name may itself contain colons)."""
+    name, _, trial = target.rpartition(":")
+    if name and trial.isdigit():
+        return name, int(trial)
+    return target, None
+
+
+def _compare_studies(args: argparse.Namespace, a: tuple[str, int | None],
+                     b: tuple[str, int | None]) -> int:
     from rich.table import Table
 
     from hpo.results import Results
 
-    with Results(_default_url(args)) as results:
-        name = results.name(args.study)
-        r = results.compare(name, args.a, args.b, args.metric)
+    url_a = args.storage or f"sqlite:///studies/{a[0]}.db"
+    url_b = args.storage_b or args.storage or f"sqlite:///studies/{b[0]}.db"
+    with Results(url_a) as results_a, Results(url_b) as results_b:
+        r = results_a.compare_studies(a[0], b[0], trial_a=a[1], trial_b=b[1],
+                                      metric=args.metric, other=results_b)
+    sides = [f"{r['study_a']}:{r['trial_a']}", f"{r['study_b']}:{r['trial_b']}"]
+    table = Table(title=f"{sides[0]} vs {sides[1]}: {r['metric']} per seed")
+    for column in ("", *sides):
+        table.add_column(column, justify="right")
+    for key in ("n", "mean", "std", "ci95_low", "ci95_high", "reduce"):
+        table.add_row(key, _fmt(r[f"{key}_a"]), _fmt(r[f"{key}_b"]))
+    _console().print(table)
+    chosen = [f"{side} is {'the best trial' if trial is None else 'named'}"
+              for side, (_, trial) in zip(sides, (a, b), strict=True)]
+    sample = "each trial's COMPLETE runs, one value per seed; " + "; ".join(chosen)
+    if r["test"] == "paired":
+        test = (f"paired t-test by seed on the {r['n']} seeds both completed "
+                "(scipy.stats.ttest_rel)")
+    else:
+        test = ("Welch's t-test, fewer than 2 seeds in common (scipy.stats.ttest_ind, "
+                "equal_var=False)")
+    lines = [f"sample: {sample}", f"test: {test}"]
+    if r["untestable"]:
+        lines.append(f"difference {sides[0]} − {sides[1]} = {r['diff']:+.4f}; not testable: "
+                     f"{r['untestable']}")
+    else:
+        lines.append(f"difference {sides[0]} − {sides[1]} = {r['diff']:+.4f}, 95 % CI "
+                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}], "
+                     f"p = {r['p']:.4g} (two-sided); {r['effect']} = {r['effect_size']:.3f}")
+    print("\n".join(lines))
+    return 0
+
+
+def _compare_trials(args: argparse.Namespace, study: str, a: int, b: int) -> int:
+    from rich.table import Table
+
+    from hpo.results import Results, left_out_lines
+
+    with Results(args.storage or f"sqlite:///studies/{study}.db") as results:
+        name = results.name(study)
+        r = results.compare(name, a, b, args.metric)
         metric = args.metric or results.sweep_settings(name).get("study.objective")
-        left_out = results.left_out_seeds(name, [args.a, args.b])
-    table = Table(title=f"trial {args.a} vs trial {args.b}: {metric} per seed")
-    for column in ("", f"trial {args.a}", f"trial {args.b}"):
+        left_out = results.left_out_seeds(name, [a, b])
+    table = Table(title=f"trial {a} vs trial {b}: {metric} per seed")
+    for column in ("", f"trial {a}", f"trial {b}"):
         table.add_column(column, justify="right")
     for key in ("n", "mean", "std", "ci95_low", "ci95_high"):
         table.add_row(key, _fmt(r[f"{key}_a"]), _fmt(r[f"{key}_b"]))
@@ -301,19 +421,9 @@ def _compare(args: argparse.Namespace) -> int:
             f"95 % CI [{r['difference_ci95_low']:+.4f}, {r['difference_ci95_high']:+.4f}], "
             f"t = {r['paired_t']:.3f}, p = {r['paired_p']:.4g}, d_z = {r['cohens_dz']:.3f}"
         )
-    lines += _left_out_lines(left_out)
+    lines += left_out_lines(left_out)
     print("\n".join(lines))
     return 0
-
-
-def _left_out_lines(left_out) -> list[str]:
-    """One line per trial naming its seeds whose runs were left out of the statistics."""
-    lines = []
-    for trial, runs in left_out.groupby("trial"):
-        seeds = ", ".join(f"seed {seed} ({state})"
-                          for seed, state in zip(runs["seed"], runs["state"], strict=True))
-        lines.append(f"left out of the statistics (runs not COMPLETE): trial {trial}: {seeds}")
-    return lines
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -329,6 +439,35 @@ def _plot(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
     print(f"wrote {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hpo.report import load_published, study_report, write_report
+    from hpo.results import Results
+
+    _check_alpha(args.alpha)
+    published = load_published(args.published) if args.published else []
+    notes = ""
+    if args.notes:
+        try:
+            notes = args.notes.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HpoError(f"--notes {str(args.notes)!r}: {exc.strerror}") from None
+    reports = []
+    for study in args.studies:
+        with Results(args.storage or f"sqlite:///studies/{study}.db") as results:
+            reports.append(study_report(results, study, published, args.alpha))
+    names = {r.name for r in reports}
+    if args.out:
+        out = args.out
+    elif len(reports) == 1:
+        out = Path("studies") / reports[0].name / f"report.{args.format}"
+    else:
+        out = Path("studies") / f"report.{args.format}"
+    written = write_report(reports, out, args.format, args.title, notes,
+                           unreported=[p for p in published if p.study not in names])
+    print(f"wrote {written}")
     return 0
 
 
@@ -356,31 +495,32 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_table(url: str, study: str, alpha: float = 0.05) -> int:
+def _show_table(url: str, study: str, alpha: float = 0.05, sort: str = "param") -> int:
     from rich.table import Table
 
-    from hpo.results import Results
+    from hpo.results import Results, left_out_lines, param_columns, versus_legend
 
     with Results(url) as results:
         name = results.name(study)
-        trials = results.trials(name)
+        trials = results.trials(name, sort=sort)
         versus = results.compare_all(name, alpha=alpha)
         complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
         left_out = results.left_out_seeds(name, complete)
     settings = versus.attrs
     best = settings["best"]
     verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
-    params = [c for c in trials.columns if c not in
-              {"number", "state", "n", "mean", "var", "std", "sem", "ci95_low", "ci95_high",
-               "value"}]
+    params = param_columns(trials)
     table = Table(title=f"study {name} ({settings['direction']} mean over seeds)")
     for column in ["#", "state", *params, "mean ± std", "95 % CI", "n", "vs best"]:
         table.add_column(column, justify="left" if column in ("state", "vs best") else "right")
+    pruned = False
     for row in trials.itertuples(index=False):
         row = row._asdict()
         mean = "" if _missing(row["mean"]) else f"{row['mean']:.4f}"
         if mean and not _missing(row["std"]):
             mean += f" ± {row['std']:.4f}"
+        if not mean and not _missing(row["pruned_mean"]):
+            mean, pruned = f"({row['pruned_mean']:.4f} at epoch {row['pruned_at']})", True
         ci = ("" if _missing(row["ci95_low"])
               else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
         n = "" if _missing(row["n"]) else str(row["n"])
@@ -388,51 +528,24 @@ def _show_table(url: str, study: str, alpha: float = 0.05) -> int:
         table.add_row(str(row["number"]), row["state"], *(_fmt(row[p]) for p in params),
                       mean, ci, n, mark)
     _console().print(table)
-    print("\n".join(_legend(versus) + _left_out_lines(left_out)))
+    lines = versus_legend(versus) + left_out_lines(left_out)
+    if pruned:
+        lines.append("(… at epoch e): a PRUNED trial's mean over its seeds at the epoch the "
+                     "pruner stopped it; partial, not comparable with a final mean")
+    print("\n".join(lines))
     return 0
 
 
-def _legend(versus) -> list[str]:
-    """What the "vs best" column computed: which test, over which sample, which correction."""
-    s = versus.attrs
-    if s["best"] is None:
-        return [f"no COMPLETE trial with per-seed values of {s['metric']}: nothing to compare"]
-    highest = "highest" if s["direction"] == "maximize" else "lowest"
-    lines = [f"★ best: trial {s['best']}, the {highest} mean {s['metric']} ({s['reduce']} epoch "
-             "per seed) over its COMPLETE runs (runs not COMPLETE are left out of every "
-             "statistic here)"]
-    if versus.empty:
-        return lines + ["vs best: no other COMPLETE trial to test"]
-    paired = int((versus["test"] == "paired").sum())
-    welch = len(versus) - paired
-    tested = int(versus["p"].notna().sum())
-    tests = []
-    if paired:
-        tests.append("paired t-test by seed on the seeds both completed (scipy.stats.ttest_rel): "
-                     f"{paired} trial{'s' if paired > 1 else ''}")
-    if welch:
-        tests.append("Welch's t-test, fewer than 2 seeds in common (scipy.stats.ttest_ind, "
-                     f"equal_var=False): {welch} trial{'s' if welch > 1 else ''}")
-    lines.append(f"vs best: each other COMPLETE trial against trial {s['best']}, two-sided: "
-                 + "; ".join(tests) + f"; Holm's correction over the {tested} tested "
-                 f"(statsmodels multipletests), α = {s['alpha']:g}: worse/better if p_holm ≤ α, "
-                 "else not distinguishable (no evidence of a difference, not proof of "
-                 "equality); not testable: a NaN value, fewer than 2 seeds or zero variance")
-    return lines
-
-
 def _missing(value: object) -> bool:
-    import pandas as pd
+    from hpo.report import missing
 
-    return value is None or bool(pd.isna(value))
+    return missing(value)
 
 
 def _fmt(value: object) -> str:
-    if _missing(value):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    from hpo.report import cell
+
+    return cell(value)
 
 
 def _console():
@@ -462,8 +575,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "worker": _worker, "check": _check, "studies": _studies, "show": _show,
-             "compare": _compare, "plot": _plot, "export": _export, "dashboard": _dashboard}
+_COMMANDS = {"run": _run, "worker": _worker, "check": _check, "sweeps": _sweeps,
+             "studies": _studies, "show": _show, "compare": _compare, "report": _report,
+             "plot": _plot, "export": _export, "dashboard": _dashboard}
 
 if __name__ == "__main__":
     sys.exit(main())

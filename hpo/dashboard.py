@@ -1,9 +1,11 @@
 """optuna-dashboard for hpo studies: a protocol note and mean ± CI figures, then the server.
 
-What the dashboard shows of an hpo study: trial values (the mean over seeds), the user attributes
-n, mean, var, std, sem, ci95_low, ci95_high and seeds, the intermediate values (the mean learning
-curve), a study note describing the protocol, and per trial a Plotly figure of the mean ± 95 % CI
-curves of validation and training. Notes and figures are written when ``hpo dashboard`` starts.
+What the dashboard shows of an hpo study: trial values (the mean over seeds), named after the
+study's objective (Optuna's metric name, instead of "Objective 0"), the user attributes n, mean,
+var, std, sem, ci95_low, ci95_high and seeds, the intermediate values (the mean learning curve), a
+study note describing the protocol, and per trial a Plotly figure of the mean ± 95 % CI curves of
+validation and training, titled with the trial's parameters. The metric name, notes and figures
+are written by :func:`annotate` when ``hpo dashboard`` starts.
 
 Example:
     >>> serve("sqlite:///studies/mnist-q6-width.db", port=8080)  # doctest: +SKIP
@@ -12,6 +14,9 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 
@@ -64,17 +69,29 @@ def protocol_note(settings: dict, study: str, direction: str) -> str:
     ])
 
 
+def shown_params(params: Mapping[str, Any]) -> str:
+    """A trial's parameters for a title: ``width=32, lr=0.003162`` (floats to 4 digits)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
 def annotate(results: Results, study: str) -> int:
-    """Write the protocol note and one mean ± CI figure per trial; return the figure count."""
+    """Name the study's value after its objective (Optuna's metric name, shown by the dashboard
+    instead of "Objective 0"), write the protocol note and one mean ± CI figure per trial, titled
+    with the trial's parameters; return the figure count."""
     _require()
     name = results.name(study)
     loaded = optuna.load_study(study_name=name, storage=results.store.optuna)
     settings = results.sweep_settings(name)
     if not settings:
         return 0  # not an hpo study: leave it as Optuna made it
+    objective = settings.get("study.objective", "val_accuracy")
+    with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 3.2 to 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        loaded.set_metric_names([objective])
     optuna_dashboard.save_note(loaded, protocol_note(settings, name,
                                                      loaded.direction.name.lower()))
-    objective = settings.get("study.objective", "val_accuracy")
+    params = {t.number: t.params for t in loaded.get_trials(deepcopy=False)}
     base = objective.removeprefix("val_").removeprefix("test_")
     epochs = results.epochs(name)
     recorded = set(epochs["metric"])
@@ -93,7 +110,9 @@ def annotate(results: Results, study: str) -> int:
                 name=f"{key}: 95 % CI", hoverinfo="skip"))
             figure.add_trace(go.Scatter(x=x, y=curve["mean"].tolist(), mode="lines+markers",
                                         line={"color": f"rgb({color})"}, name=f"{key}: mean"))
-        figure.update_layout(title=f"trial {trial}: mean ± 95 % CI over seeds",
+        shown = shown_params(params.get(int(trial), {}))
+        figure.update_layout(title=f"trial {trial}" + (f" ({shown})" if shown else "")
+                             + ": mean ± 95 % CI over seeds",
                              xaxis_title="epoch", yaxis_title=base)
         optuna_dashboard.save_plotly_graph_object(loaded, figure,
                                                   graph_object_id=f"hpo-trial-{trial}")
@@ -103,7 +122,8 @@ def annotate(results: Results, study: str) -> int:
 
 def serve(storage: str, study: str | None = None, host: str = "127.0.0.1",
           port: int = 8080) -> None:
-    """Annotate ``study`` (or every study) of ``storage`` and run optuna-dashboard on it."""
+    """Annotate ``study`` (without it, every study) of ``storage`` and run optuna-dashboard on
+    ``storage``: the dashboard lists every study of the database either way."""
     _require()
     with Results(storage) as results:
         for name in [results.name(study)] if study else results.study_names():

@@ -31,7 +31,7 @@ Example:
     >>> print(shown.getvalue(), end="")
     study doc: 0 trials finished before, 1 to run × 1 seeds × 1 epochs
     trial 1/1 (#0): width=4
-      trial 1/1 (#0) seed 1/1 epoch 1/1 seed=0 val_accuracy=0.5000 ETA 0:00:00
+      trial 1/1 (#0) seed=0 done (1/1 seeds): val_accuracy=0.5000 ETA 0:00:00
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ class Progress:
         self.last_logs: dict[tuple[int | None, int], dict[str, float]] = {}
         self.started = time.monotonic()
         self._trials: dict[int, list[int]] = {}  # trial number -> [index, seed_index, epochs]
+        self._running: dict[int | None, set[int]] = {}  # trial -> seeds started, not finished
+        # The pace is measured from the end of the first epoch: the time before it (loading the
+        # data, tracing and compiling the model) is spent once, not per epoch.
+        self._last_first_epoch: tuple[float, int] | None = None  # (time, epochs done then)
+        self._pace_from: tuple[float, int] | None = None
+        self._shown_trial: int | None = None
         self._run_epochs: dict[tuple[int | None, int], int] = {}  # (trial, seed) -> last epoch
 
     def trial_started(self, number: int, params: Mapping[str, Any], epochs: int) -> None:
@@ -78,6 +84,7 @@ class Progress:
 
     def _focus(self, trial: int | None) -> None:
         """Show trial ``trial``'s position (runs of trials packed together interleave)."""
+        self._shown_trial = trial
         if trial is not None and trial in self._trials:
             self.trial_number = trial
             self.trial_index, self.seed_index, self.epochs = self._trials[trial]
@@ -88,6 +95,7 @@ class Progress:
         self.seed_index += 1
         if self.trial_number in self._trials:
             self._trials[self.trial_number][1] = self.seed_index
+        self._running.setdefault(trial, set()).add(seed)
         self.seed, self.epoch = seed, 0
 
     def run_epoch(self, seed: int, epoch: int, logs: Mapping[str, float],
@@ -97,11 +105,16 @@ class Progress:
         self.epoch, self.logs = epoch, dict(logs)
         self.last_logs[trial, seed] = self.logs  # packed seeds finish together: each its own
         self._run_epochs[trial, seed] = epoch
+        if epoch == 1:
+            self._last_first_epoch = (time.monotonic(), self.done_epochs + 1)
+        elif self._pace_from is None and self._last_first_epoch is not None:
+            self._pace_from = self._last_first_epoch
         self.done_epochs += 1
 
     def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
         """The run of ``seed`` ended, with ``error`` if it failed."""
         self._focus(trial)
+        self._running.get(trial, set()).discard(seed)
         # A run that stopped early (pruned, early stopping, failed) skips the rest of its epochs.
         self.done_epochs += self.epochs - self._run_epochs.pop((trial, seed), 0)
 
@@ -116,17 +129,26 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the mean pace of the epochs done so far; None before the first."""
-        if not self.done_epochs:
+        """Seconds left at the mean pace of the epochs done since the first epoch ended (the
+        start-up before it, compiling included, is not an epoch's cost); None until a second
+        epoch has ended (runs of one epoch: until the first has, and at the pace of all)."""
+        if self._pace_from is None and (not self.done_epochs or self.sweep.train.epochs > 1):
             return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.done_epochs * max(0, self.total_epochs - self.done_epochs)
+        since, done = self._pace_from or (self.started, 0)
+        if self.done_epochs <= done:
+            return None
+        pace = (time.monotonic() - since) / (self.done_epochs - done)
+        return pace * max(0, self.total_epochs - self.done_epochs)
 
     def position(self) -> str:
-        """Where the sweep is: trial, seed and epoch, each of its total."""
+        """Where the sweep is: trial, seed and epoch, each of its total. Seeds trained together
+        (a pack) show as a range: ``seeds 1-3/3``."""
+        together = len(self._running.get(self._shown_trial, ()))
+        seeds = (f"seeds {self.seed_index - together + 1}-{self.seed_index}" if together > 1
+                 else f"seed {self.seed_index}")
         return (
             f"trial {self.trial_index}/{self.remaining} (#{self.trial_number}) "
-            f"seed {self.seed_index}/{self.repeats} epoch {self.epoch}/{self.epochs}"
+            f"{seeds}/{self.repeats} epoch {self.epoch}/{self.epochs}"
         )
 
 
@@ -181,7 +203,10 @@ class LineProgress(Progress):
         else:
             value = self.last_logs.get((trial, seed), {}).get(objective, float("nan"))
             outcome = f"{objective}={value:.4f}"
-        self._print(f"  {self.position()} seed={seed} {outcome} ETA {_clock(self.eta_s)}")
+        done = self.seed_index - len(self._running.get(trial, ()))
+        self._print(f"  trial {self.trial_index}/{self.remaining} (#{self.trial_number}) "
+                    f"seed={seed} done ({done}/{self.repeats} seeds): {outcome} "
+                    f"ETA {_clock(self.eta_s)}")
 
     def trial_finished(self, number: int, summary: Summary) -> None:
         spread = f" ± {summary.std:.4f}" if summary.std is not None else ""
@@ -200,20 +225,21 @@ class RichProgress(Progress):
             MofNCompleteColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
         from rich.progress import Progress as Bar
 
         super().sweep_started(sweep, remaining, finished)
         self.bar = Bar(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
         )
-        self.task = self.bar.add_task(f"study {sweep.study.name}", total=self.total_epochs)
+        self.task = self.bar.add_task(f"study {sweep.study.name}", total=self.total_epochs,
+                                      eta=_clock(None))
         self.bar.start()
 
     def _update(self) -> None:
-        self.bar.update(self.task, completed=self.done_epochs, description=self.position())
+        self.bar.update(self.task, completed=self.done_epochs, description=self.position(),
+                        eta=_clock(self.eta_s))
 
     def run_started(self, seed: int, trial: int | None = None) -> None:
         super().run_started(seed, trial)

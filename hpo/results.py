@@ -21,7 +21,7 @@ from hpo import stats
 from hpo.errors import MetricNotFound, QueryError, StudyNotFound
 from hpo.stats import Summary
 from hpo.store import Store
-from hpo.study import SKIPPED_ATTR, SWEEP_ATTR
+from hpo.study import PRUNED_AT_ATTR, SKIPPED_ATTR, SWEEP_ATTR
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
 _COMPARE_ALL_COLUMNS = ["trial", "best", "n", "n_best", "diff", "diff_ci95_low", "diff_ci95_high",
@@ -59,6 +59,28 @@ _RUNS_PER_STUDY_SQL = sa.text(
     GROUP BY s.study_name
     """
 )
+
+
+_SORTS = ("trial", "param", "value")
+_PRUNED_COLUMNS = ["pruned_at", "pruned_mean"]
+_NOT_PARAMS = frozenset({"number", "state", *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS})
+
+
+def param_columns(trials: pd.DataFrame) -> list[str]:
+    """The parameter columns of a :meth:`Results.trials` frame, in order."""
+    return [c for c in trials.columns if c not in _NOT_PARAMS]
+
+
+def _sort_by(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """``frame`` sorted by ``params`` (missing values last); a column mixing types (a
+    categorical of numbers and words) sorts by its values' text."""
+    try:
+        return frame.sort_values(params, na_position="last", kind="stable")
+    except TypeError:
+        return frame.sort_values(params, na_position="last", kind="stable",
+                                 key=lambda column: column.map(
+                                     lambda v: (0, float(v)) if isinstance(v, int | float)
+                                     else (1, str(v))))
 
 
 class Results:
@@ -129,13 +151,30 @@ class Results:
         frame["n_runs"] = frame["n_runs"].fillna(0).astype("int64")
         return frame
 
-    def trials(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
+    def trials(self, study: str | int, where: dict | None = None,
+               sort: str = "trial") -> pd.DataFrame:
         """One row per trial: number, state, one column per param, n, mean, var, std, sem,
-        ci95_low, ci95_high, value. ``where`` keeps the trials with these param values.
+        ci95_low, ci95_high, value, pruned_at, pruned_mean. ``where`` keeps the trials with
+        these param values.
 
-        Trials that several workers' race put on an already-held grid point (marked
-        ``hpo.study.SKIPPED_ATTR``, never trained) are left out."""
-        trials = [t for t in self._study(study).get_trials(deepcopy=False)
+        The statistics are over the trial's COMPLETE runs and are NaN for a trial that did not
+        complete. A PRUNED trial has instead ``pruned_at`` (the epoch at which the pruner
+        stopped it) and ``pruned_mean`` (the mean over its seeds of the objective at that epoch:
+        the value the pruner judged, a partial result not comparable with a final ``value``).
+
+        ``sort``: "trial" (by number), "param" (by the parameters, in column order; by number
+        when there is none) or "value" (the COMPLETE trials, best value first by the study's
+        direction; then the others by number). A PRUNED trial's ``value`` is Optuna's: its last
+        intermediate value, i.e. ``pruned_mean``. Trials that several workers' race put on an
+        already-held grid point (marked ``hpo.study.SKIPPED_ATTR``, never trained) are left out.
+
+        Example:
+            >>> r.trials("mnist-width", sort="param")[["width", "mean", "n"]]  # doctest: +SKIP
+        """
+        if sort not in _SORTS:
+            raise QueryError.about("sort", sort, f"expected one of {', '.join(_SORTS)}")
+        loaded = self._study(study)
+        trials = [t for t in loaded.get_trials(deepcopy=False)
                   if SKIPPED_ATTR not in t.user_attrs]
         params = sorted({name for t in trials for name in t.params})
         rows = []
@@ -144,17 +183,31 @@ class Results:
             row.update({name: t.params.get(name) for name in params})
             row.update({key: t.user_attrs.get(key) for key in _STAT_COLUMNS})
             row["value"] = t.value
+            if t.state == optuna.trial.TrialState.PRUNED:
+                row["pruned_at"] = t.user_attrs.get(PRUNED_AT_ATTR, t.last_step)
+                row["pruned_mean"] = t.intermediate_values.get(row["pruned_at"])
             rows.append(row)
-        columns = ["number", "state", *params, *_STAT_COLUMNS, "value"]
+        columns = ["number", "state", *params, *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS]
         frame = pd.DataFrame(rows, columns=columns)
-        for column in _STAT_COLUMNS[1:] + ["value"]:
+        for column in _STAT_COLUMNS[1:] + ["value", "pruned_mean"]:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        frame["n"] = frame["n"].astype("Int64")
+        for column in ("n", "pruned_at"):
+            frame[column] = frame[column].astype("Int64")
         for param, value in (where or {}).items():
             if param not in params:
                 raise QueryError(f"where {param} = {value!r}: not a parameter of study "
                                  f"{study!r}; parameters: {', '.join(params) or 'none'}")
             frame = frame[frame[param] == value]
+        if sort == "param" and params:
+            frame = _sort_by(frame, params)
+        elif sort == "value":
+            # COMPLETE trials by value; then the others (Optuna gives a PRUNED trial its last
+            # intermediate value, a partial mean not to be ranked with the others), by number.
+            ranked = frame["value"].where(frame["state"] == "COMPLETE")
+            order = ranked.sort_values(
+                ascending=loaded.direction == optuna.study.StudyDirection.MINIMIZE,
+                na_position="last", kind="stable").index
+            frame = frame.loc[order]
         return frame.reset_index(drop=True)
 
     def epochs(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
@@ -185,9 +238,15 @@ class Results:
                                params={"study": name})
 
     def runs(self, study: str | int, where: dict | None = None) -> pd.DataFrame:
-        """One row per seeded run: trial, seed, state, epochs, wall_s, error, and the final value
-        of each metric: the value of the run's last recorded epoch of that metric, NaN when that
-        value was not finite (a diverged run ends on NaN, not on its last finite value)."""
+        """One row per seeded run: trial, seed, state, epochs, wall_s, error, started_at,
+        finished_at, and the final value of each metric: the value of the run's last recorded
+        epoch of that metric, NaN when that value was not finite (a diverged run ends on NaN,
+        not on its last finite value).
+
+        ``wall_s`` is the time from the run's start to its end. Runs trained together in one
+        pack (packed seeds, or trials packed together) overlap: each has the pack's whole time,
+        so summing ``wall_s`` counts a pack once per run. The time a study took is
+        :meth:`elapsed` (the union of its runs' intervals, by the database's clock)."""
         name = self.name(study)
         with self.store.engine.connect() as conn:
             runs = self._matching(pd.read_sql(_RUNS_SQL, conn, params={"study": name}), name,
@@ -207,6 +266,37 @@ class Results:
         runs = runs.reset_index(drop=True)
         runs["epochs"] = runs["epochs"].fillna(0).astype("int64")
         return runs
+
+    def elapsed(self, study: str | int) -> pd.Series:
+        """How long the study's runs took, by the database's clock (UTC): ``first`` (the first
+        run's start), ``last`` (the last finished run's end), ``span_s`` (last − first, waits
+        between runs included), ``busy_s`` (the time in which at least one run was training:
+        the union of the finished runs' intervals, so runs packed together count once) and
+        ``runs`` (the finished runs). NaN/NaT when no run finished.
+
+        Example:
+            >>> r.elapsed("mnist-width")["busy_s"]  # doctest: +SKIP
+            55.2
+        """
+        name = self.name(study)
+        with self.store.engine.connect() as conn:
+            runs = pd.read_sql(_RUNS_SQL, conn, params={"study": name})
+        runs = runs.dropna(subset=["started_at", "finished_at"])
+        start = pd.to_datetime(runs["started_at"]).sort_values()
+        end = pd.to_datetime(runs["finished_at"]).reindex(start.index)
+        busy, reach = 0.0, None
+        for s, e in zip(start, end, strict=True):  # the union of [start, end], by start
+            if reach is None or s > reach:
+                busy += (e - s).total_seconds()
+                reach = e
+            elif e > reach:
+                busy += (e - reach).total_seconds()
+                reach = e
+        first = start.min() if len(start) else pd.NaT
+        last = end.max() if len(end) else pd.NaT
+        return pd.Series({"first": first, "last": last,
+                          "span_s": (last - first).total_seconds() if len(start) else np.nan,
+                          "busy_s": busy if len(start) else np.nan, "runs": len(start)})
 
     def curves(self, study: str | int, metric: str, where: dict | None = None) -> pd.DataFrame:
         """Per trial and epoch, ``metric`` across seeds: trial, epoch, n, mean, std, sem,
@@ -313,6 +403,70 @@ class Results:
                                   self.seed_values(study, b, metric, table))
         return pd.Series({"trial_a": a, "trial_b": b, **result})
 
+    def direction(self, study: str | int) -> str:
+        """The study's direction: "maximize" or "minimize"."""
+        return self._study(study).direction.name.lower()
+
+    def best_trial(self, study: str | int) -> int:
+        """The number of the study's COMPLETE trial with the best value (by its direction)."""
+        ranked = self.trials(study, sort="value")
+        complete = ranked[(ranked["state"] == "COMPLETE") & ranked["value"].notna()]
+        if complete.empty:
+            raise QueryError(f"study {self.name(study)!r}: no COMPLETE trial with a value")
+        return int(complete["number"].iloc[0])
+
+    def compare_studies(self, a: str | int, b: str | int, *, trial_a: int | None = None,
+                        trial_b: int | None = None, metric: str | None = None,
+                        other: Results | None = None) -> pd.Series:
+        """A trial of study ``a`` against a trial of study ``b`` (of this database, or of
+        ``other``'s): each study's best trial (:meth:`best_trial`) unless one is named.
+
+        The sample: each trial's COMPLETE runs, ``metric`` (default: ``a``'s objective)
+        reduced per seed as its own study reduces its objective (:meth:`seed_table`). The test
+        (:func:`hpo.stats.difference`): the paired t-test by seed (``scipy.stats.ttest_rel``)
+        on the seeds both completed when there are at least 2 — the studies ran the same seeds
+        when their sweep files share ``[protocol] seed`` and ``repeats`` —, else Welch's t-test
+        (``ttest_ind(equal_var=False)``). No correction: one comparison.
+
+        Fields: study_a, trial_a, study_b, trial_b, metric, reduce_a, reduce_b, n_a, mean_a,
+        std_a, ci95_low_a, ci95_high_a (and the same for b; all of each trial's COMPLETE
+        seeds), test ("paired" or "welch"), n (the seeds the test used: common seeds when
+        paired), diff (a − b; paired: the mean per-seed difference over the common seeds),
+        diff_ci95_low, diff_ci95_high, p (two-sided), effect ("d_z": mean difference ÷ std of
+        the differences, when paired; "cohens_d": difference of means ÷ pooled std, Welch),
+        effect_size, untestable (why not, or None).
+
+        Raises:
+            MetricNotFound: a study does not record ``metric``.
+
+        Example:
+            >>> r.compare_studies("mnist-q2-mse-sgd-20ep", "mnist-q4-mse-adam")  # doctest: +SKIP
+        """
+        other = other or self
+        name_a, name_b = self.name(a), other.name(b)
+        metric = metric or self.sweep_settings(name_a).get("study.objective", "val_accuracy")
+        sides = {}
+        for side, results, name, trial in (("a", self, name_a, trial_a),
+                                           ("b", other, name_b, trial_b)):
+            table = results.seed_table(name, metric)  # raises MetricNotFound
+            trial = results.best_trial(name) if trial is None else trial
+            reduce = results.sweep_settings(name).get("study.reduce", "last")
+            sides[side] = (trial, results.seed_values(name, trial, metric, table), reduce)
+        (ta, va, ra), (tb, vb, rb) = sides["a"], sides["b"]
+        d = stats.difference(va, vb)
+        row: dict = {"study_a": name_a, "trial_a": ta, "study_b": name_b, "trial_b": tb,
+                     "metric": metric, "reduce_a": ra, "reduce_b": rb}
+        for side, values in (("a", va), ("b", vb)):
+            summary = stats.summarize(list(values.values()))
+            row.update({f"n_{side}": summary.n, f"mean_{side}": summary.mean,
+                        f"std_{side}": summary.std, f"ci95_low_{side}": summary.ci95_low,
+                        f"ci95_high_{side}": summary.ci95_high})
+        row.update({"test": d.test, "n": d.n, "diff": d.diff, "diff_ci95_low": d.ci95_low,
+                    "diff_ci95_high": d.ci95_high, "p": d.p,
+                    "effect": "d_z" if d.test == "paired" else "cohens_d",
+                    "effect_size": _effect_size(d.test, va, vb), "untestable": d.untestable})
+        return pd.Series(row)
+
     def compare_all(self, study: str | int, metric: str | None = None,
                     alpha: float = stats.ALPHA, direction: str | None = None) -> pd.DataFrame:
         """Every COMPLETE trial but the best, tested against the best: one row per trial.
@@ -391,3 +545,60 @@ class Results:
         """The sweep settings stored with the study (``hpo.sweep`` user attribute)."""
         stored = self._study(study).user_attrs.get(SWEEP_ATTR, {})
         return json.loads(json.dumps(stored))
+
+
+def versus_legend(versus: pd.DataFrame) -> list[str]:
+    """What :meth:`Results.compare_all` (``hpo show``'s "vs best" column) computed, in
+    words: which test, over which sample, which correction."""
+    s = versus.attrs
+    if s["best"] is None:
+        return [f"no COMPLETE trial with per-seed values of {s['metric']}: nothing to compare"]
+    highest = "highest" if s["direction"] == "maximize" else "lowest"
+    lines = [f"★ best: trial {s['best']}, the {highest} mean {s['metric']} ({s['reduce']} epoch "
+             "per seed) over its COMPLETE runs (runs not COMPLETE are left out of every "
+             "statistic here)"]
+    if versus.empty:
+        return lines + ["vs best: no other COMPLETE trial to test"]
+    paired = int((versus["test"] == "paired").sum())
+    welch = len(versus) - paired
+    tested = int(versus["p"].notna().sum())
+    tests = []
+    if paired:
+        tests.append("paired t-test by seed on the seeds both completed (scipy.stats.ttest_rel): "
+                     f"{paired} trial{'s' if paired > 1 else ''}")
+    if welch:
+        tests.append("Welch's t-test, fewer than 2 seeds in common (scipy.stats.ttest_ind, "
+                     f"equal_var=False): {welch} trial{'s' if welch > 1 else ''}")
+    lines.append(f"vs best: each other COMPLETE trial against trial {s['best']}, two-sided: "
+                 + "; ".join(tests) + f"; Holm's correction over the {tested} tested "
+                 f"(statsmodels multipletests), α = {s['alpha']:g}: worse/better if p_holm ≤ α, "
+                 "else not distinguishable (no evidence of a difference, not proof of "
+                 "equality); not testable: a NaN value, fewer than 2 seeds or zero variance")
+    return lines
+
+
+def left_out_lines(left_out: pd.DataFrame) -> list[str]:
+    """One line per trial naming its seeds whose runs were left out of the statistics."""
+    lines = []
+    for trial, runs in left_out.groupby("trial"):
+        seeds = ", ".join(f"seed {seed} ({state})"
+                          for seed, state in zip(runs["seed"], runs["state"], strict=True))
+        lines.append(f"left out of the statistics (runs not COMPLETE): trial {trial}: {seeds}")
+    return lines
+
+
+def _effect_size(test: str, a: dict[int, float], b: dict[int, float]) -> float:
+    """Paired: d_z, the mean per-seed difference over its std (common seeds). Welch: Cohen's d,
+    the difference of means over the pooled std (ddof 1). NaN where a std is 0 or undefined."""
+    if test == "paired":
+        common = sorted(set(a) & set(b))
+        diffs = np.array([a[s] - b[s] for s in common], "float64")
+        spread = diffs.std(ddof=1) if diffs.size > 1 else 0.0
+        return float(diffs.mean() / spread) if spread else float("nan")
+    x, y = np.array(list(a.values()), "float64"), np.array(list(b.values()), "float64")
+    if x.size + y.size <= 2:
+        return float("nan")
+    pooled = np.sqrt(((x.size - 1) * (x.var(ddof=1) if x.size > 1 else 0.0)
+                      + (y.size - 1) * (y.var(ddof=1) if y.size > 1 else 0.0))
+                     / (x.size + y.size - 2))
+    return float((x.mean() - y.mean()) / pooled) if pooled else float("nan")

@@ -124,7 +124,8 @@ def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
     """The Optuna pruner named by ``[search] pruner``; it judges the mean curve over seeds.
 
     Median: a trial stops when its mean is worse than the median of earlier trials at the same
-    epoch, after 3 finished trials and from epoch 3 on (the first epochs are too noisy to judge).
+    epoch, after 3 finished trials and from epoch 3 on (the first epochs are too noisy to judge;
+    :func:`pruner_warning` says when that leaves nothing to prune).
     Hyperband and successive halving count epochs as their resource.
     """
     return _PRUNERS[sweep.search.pruner](sweep)
@@ -148,10 +149,44 @@ _SAMPLERS: dict[str, Callable[[Sweep, int], optuna.samplers.BaseSampler]] = {
     "qmc": lambda sweep, seed: optuna.samplers.QMCSampler(seed=seed),
 }
 
+# The first epoch at which each pruner can stop a trial (epochs are Optuna's steps, from 1), and
+# the finished trials the median pruner waits for before it judges any.
+PRUNE_FROM_EPOCH = {"median": 3, "hyperband": 1, "successive_halving": 1}
+MEDIAN_STARTUP_TRIALS = 3
+
+
+def pruner_warning(sweep: Sweep) -> str | None:
+    """Why the sweep's pruner cannot stop a trial before its last epoch, or None.
+
+    A trial pruned at its last epoch has trained everything and is left out of the results.
+
+    Example:
+        >>> from hpo.shipped import locate
+        >>> from hpo.sweep import load_sweep
+        >>> sweep = load_sweep(locate("mnist-q6-width"), ["train.epochs=3", "search.pruner=median"])
+        >>> print(pruner_warning(sweep))  # doctest: +ELLIPSIS
+        search.pruner = 'median' judges a trial from epoch 3 on and train.epochs = 3: ...
+    """
+    pruner, epochs = sweep.search.pruner, sweep.train.epochs
+    if pruner == "none":
+        return None
+    first = PRUNE_FROM_EPOCH[pruner]
+    if epochs <= first:
+        return (f"search.pruner = {pruner!r} judges a trial from epoch {first} on and "
+                f"train.epochs = {epochs}: it can stop a trial only after its last epoch, "
+                "saving nothing, and a trial it prunes is left out of the results; use "
+                f"train.epochs > {first}, or pruner = \"none\"")
+    if pruner == "median" and sweep.n_trials <= MEDIAN_STARTUP_TRIALS:
+        return (f"search.pruner = 'median' judges a trial once {MEDIAN_STARTUP_TRIALS} trials "
+                f"have finished, and the sweep has {sweep.n_trials}: it can prune nothing")
+    return None
+
+
 # One entry per name of hpo.config.PRUNERS: sweep -> pruner.
 _PRUNERS: dict[str, Callable[[Sweep], optuna.pruners.BasePruner]] = {
     "none": lambda sweep: optuna.pruners.NopPruner(),
-    "median": lambda sweep: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
+    "median": lambda sweep: optuna.pruners.MedianPruner(
+        n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=PRUNE_FROM_EPOCH["median"]),
     "hyperband": lambda sweep: optuna.pruners.HyperbandPruner(
         min_resource=1, max_resource=sweep.train.epochs),
     "successive_halving": lambda sweep: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),

@@ -54,13 +54,14 @@ def test_run_then_show_studies_and_check(tmp_path, sweep_file):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     # Plain progress lines (stdout is a pipe), then the results table.
-    assert "trial 1/3" in out and "seed 3/3" in out and "epoch 1/1" in out and "ETA" in out
+    assert "trial 1/3" in out and "(3/3 seeds)" in out and "ETA" in out
     assert "study small" in out and "★ best" in out and "95 % CI" in out
     assert (tmp_path / "studies" / "small.db").exists()  # the default storage
     url = f"sqlite:///{tmp_path / 'studies' / 'small.db'}"
 
     rows = table_rows(out)
     assert [row["state"] for row in rows] == ["COMPLETE"] * 3 and "±" in rows[0]["mean ± std"]
+    assert [int(row["width"]) for row in rows] == [2, 4, 16]  # sorted by the swept parameter
     # The verdicts are the tests scipy and statsmodels give on the seed table: two comparisons
     # with the best, Holm-corrected together.
     assert {int(row["#"]): row["vs best"] for row in rows} == expected_verdicts(url, "small",
@@ -93,9 +94,12 @@ def test_run_then_show_studies_and_check(tmp_path, sweep_file):
     listed = hpo("studies", cwd=tmp_path)
     assert listed.returncode == 0 and "small" in listed.stdout and "maximize" in listed.stdout
 
-    checked = hpo("check", str(sweep_file), cwd=tmp_path)
+    # A median pruner that judges from epoch 3 cannot stop a 2-epoch run early: a warning.
+    checked = hpo("check", str(sweep_file), "--set", "search.pruner=median", cwd=tmp_path)
     assert checked.returncode == 0
     assert "2 trials × 3 repeats × 2 epochs = 6 runs, 12 epochs" in checked.stdout
+    assert checked.stderr.startswith("hpo: warning: search.pruner = 'median' judges a trial from "
+                                     "epoch 3 on and train.epochs = 2")
 
 
 def test_show_an_unknown_study_exits_2(tmp_path):

@@ -11,7 +11,11 @@ import sys
 import time
 import urllib.request
 
+import optuna
 import pytest
+from study_edits import copy_study
+
+from hpo import Results
 
 from conftest import require
 
@@ -89,6 +93,31 @@ def test_the_study_page_renders_in_a_browser(dashboard, small_study, tmp_path):
 
     study_page = render("")
     assert f"small (id={study_id})" in study_page
-    assert "trial 0: mean ± 95 % CI over seeds" in study_page  # hpo's Plotly figures
-    assert "trial 1: mean ± 95 % CI over seeds" in study_page and "Best Trial" in study_page
+    widths = _widths(small_study[1])
+    for trial in (0, 1):  # hpo's Plotly figures
+        assert f"trial {trial} (width={widths[trial]}): mean ± 95 % CI over seeds" in study_page
+    assert "Best Trial" in study_page
     assert "3 times" in render("/note")  # the protocol note, rendered from Markdown
+
+
+def _widths(url: str) -> dict[int, int]:
+    with Results(url) as r:
+        return r.trials("small").set_index("number")["width"].to_dict()
+
+
+def test_annotate_names_the_objective_and_titles_each_figure_with_its_parameters(small_study,
+                                                                                 tmp_path):
+    from hpo.dashboard import annotate
+
+    url = copy_study(small_study[1], tmp_path)
+    with Results(url) as r:
+        assert annotate(r, "small") == 2
+        study = optuna.load_study(study_name="small", storage=r.store.optuna)
+        attrs = r.store.optuna.get_study_system_attrs(study._study_id)
+    assert study.metric_names == ["val_accuracy"]  # the dashboard's name for the value
+    for trial, width in _widths(url).items():
+        prefix = f"dashboard:plot_data:hpo-trial-{trial}:"  # optuna-dashboard's chunks
+        figure = json.loads("".join(attrs[f"{prefix}{i}"] for i in range(
+            sum(key.startswith(prefix) for key in attrs))))
+        assert figure["layout"]["title"]["text"] == (
+            f"trial {trial} (width={width}): mean ± 95 % CI over seeds")

@@ -112,6 +112,11 @@ def record(store: Store, name: str, direction: str, settings: dict | None, trial
                 trial.set_user_attr(key, value)
             study.tell(trial, summary.mean)
         elif state == "PRUNED":
+            # As the pruning sink does: the mean over seeds of the objective at each epoch.
+            for epoch in range(max(len(h[objective]) for _, _, h in runs.values())):
+                values = [h[objective][epoch] for _, _, h in runs.values()
+                          if epoch < len(h[objective])]
+                trial.report(sum(values) / len(values), epoch + 1)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             trial.set_user_attr("hpo.skipped", "grid point of trial 0")
@@ -183,7 +188,7 @@ def test_a_study_is_named_by_name_or_number(r):
 def test_trials_hold_the_stored_statistics_and_leave_grid_race_duplicates_out(r):
     trials = r.trials("syn")
     assert list(trials.columns) == ["number", "state", "width", "n", "mean", "var", "std", "sem",
-                                    "ci95_low", "ci95_high", "value"]
+                                    "ci95_low", "ci95_high", "value", "pruned_at", "pruned_mean"]
     assert trials["number"].tolist() == [0, 1, 2, 4]
     assert trials["state"].tolist() == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
     assert trials["width"].tolist() == [4, 16, 64, 8]
@@ -197,7 +202,12 @@ def test_trials_hold_the_stored_statistics_and_leave_grid_race_duplicates_out(r)
         assert (row.mean, row.var, row.std, row.sem, row.ci95_low, row.ci95_high) == pytest.approx(
             (x.mean(), x.var(ddof=1), x.std(ddof=1), stats.sem(x), low, high))
     pruned = trials.iloc[2]
-    assert pruned[["mean", "std", "value"]].isna().all()
+    assert pruned[["mean", "std"]].isna().all()
+    # Its partial result: the mean over its seeds at the epoch it was stopped (0.20, epoch 1),
+    # which Optuna also gives a pruned trial as its value.
+    assert (pruned["pruned_at"], pruned["pruned_mean"]) == (1, pytest.approx(0.20))
+    assert pruned["value"] == pytest.approx(0.20)
+    assert trials.drop(index=2)[["pruned_at", "pruned_mean"]].isna().all().all()
 
 
 def test_trials_where_keeps_the_trials_with_those_params(r):
@@ -539,3 +549,35 @@ def test_compare_all_judges_at_the_given_alpha(r, alpha):
         ("worse" if rejected else "not distinguishable") + f" (p_holm={p:.2g})"
         for p, rejected in zip(p_holm, reject, strict=True)]
     assert frame.attrs["alpha"] == alpha
+
+
+def test_trials_sort_by_param_or_best_value_first(r):
+    assert r.trials("syn", sort="param")["width"].tolist() == [4, 8, 16, 64]
+    # COMPLETE trials best first; the pruned one (value 0.20, a partial mean) after them.
+    assert r.trials("syn", sort="value")["number"].tolist() == [0, 1, 4, 2]
+    assert r.trials("other", sort="value")["number"].tolist() == [0]
+    assert r.best_trial("syn") == 0
+    with pytest.raises(QueryError, match="sort = 'width': expected one of trial, param, value"):
+        r.trials("syn", sort="width")
+
+
+def test_elapsed_counts_overlapping_runs_once(r, url):
+    import sqlalchemy as sa
+
+    with Store.open(url).engine.begin() as conn:  # made-up times: two packs of runs
+        runs = conn.execute(sa.text(
+            "SELECT r.run_id FROM hpo_runs r JOIN trials t ON t.trial_id = r.trial_id "
+            "JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = 'plain' "
+            "ORDER BY t.number, r.seed")).scalars().all()
+        times = [("2026-01-01 10:00:00", "2026-01-01 10:01:00"),
+                 ("2026-01-01 10:00:30", "2026-01-01 10:01:30"),
+                 ("2026-01-01 10:05:00", "2026-01-01 10:05:10"),
+                 ("2026-01-01 10:05:00", "2026-01-01 10:05:05")]
+        for run_id, (start, end) in zip(runs, times, strict=True):
+            conn.execute(sa.text("UPDATE hpo_runs SET started_at = :s, finished_at = :e "
+                                 "WHERE run_id = :r"), {"s": start, "e": end, "r": run_id})
+    elapsed = r.elapsed("plain")
+    assert elapsed["runs"] == 4
+    assert elapsed["busy_s"] == 90 + 10  # 10:00:00-10:01:30 and 10:05:00-10:05:10
+    assert elapsed["span_s"] == 310
+    assert str(elapsed["first"]) == "2026-01-01 10:00:00"

@@ -1,0 +1,199 @@
+"""``hpo report``: the real command on a real study, opened in a real browser (headless Chromium);
+published figures set beside a study, with their verdicts computed here with scipy."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+from study_edits import copy_study, fail_seed
+from test_cli import hpo
+from test_results_fast import record
+
+from hpo import HpoError, Results
+from hpo.report import Published, load_published, reproduce
+from hpo.store import Store
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Tables(HTMLParser):
+    """The text of every table cell, per table (class attribute → rows of cells)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table = self._row = self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._table = self.tables.setdefault(dict(attrs).get("class", ""), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(small_study, tmp_path_factory):
+    """The small study with seed 2 of trial 1 diverged, and its report written by hpo report."""
+    here = tmp_path_factory.mktemp("report")
+    url = copy_study(small_study[1], here)
+    fail_seed(url, "small", 1, 2)
+    done = hpo("report", "small", "--storage", url, "--out", str(here / "report.html"), cwd=here)
+    assert done.returncode == 0, done.stderr
+    return url, here / "report.html"
+
+
+def test_the_html_stands_alone_and_its_table_is_results(report):
+    url, path = report
+    html = path.read_text(encoding="utf-8")
+    assert "<script" not in html.lower()
+    # No request to any other host: every src and href is embedded data or an anchor.
+    assert all(ref.startswith(("data:image/png;base64,", "#"))
+               for ref in re.findall(r'(?:src|href)="([^"]*)"', html))
+    parser = Tables()
+    parser.feed(html)
+    header, *rows = parser.tables["results"]
+    with Results(url) as r:
+        trials = r.trials("small", sort="param")
+        left_out = r.left_out_seeds("small")
+    assert header[:3] == ["trial", "state", "width"]
+    assert [int(row[0]) for row in rows] == trials["number"].tolist()
+    assert [int(row[2]) for row in rows] == sorted(trials["width"])  # sorted by the parameter
+    for row, trial in zip(rows, trials.to_dict("records"), strict=True):
+        mean, std = (float(x) for x in row[3].split(" ± "))
+        low, high = (float(x) for x in row[4].strip("[]").split(", "))
+        assert (mean, std, low, high) == pytest.approx(
+            (trial["mean"], trial["std"], trial["ci95_low"], trial["ci95_high"]), abs=5e-5)
+        assert int(row[5]) == trial["n"]
+    assert {row[1] for row in rows} == {"COMPLETE"} and sum("best" in row[6] for row in rows) == 1
+    _, *left = parser.tables["left-out"]
+    assert [[int(x[0]), int(x[1]), x[2], x[3]] for x in left] == [
+        [t, s, state, error] for t, s, state, error in left_out.itertuples(index=False)]
+    protocol = dict(parser.tables["protocol"])
+    assert protocol["repeats and seeds"].startswith("3 runs per trial, seeds 0–2")
+
+
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="no chromium here")
+def test_chromium_renders_the_report_with_every_figure(report, tmp_path):
+    assert CHROMIUM, "CI must have Debian's chromium (.ci/run installs it)"
+    _, path = report
+    html = path.read_text(encoding="utf-8")
+    n_images = html.count("<img ")
+    assert n_images >= 3  # every trial's curves, the objective against width, the best trials
+
+    def chromium(*args: str, page) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update",
+             f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
+            capture_output=True, text=True, timeout=120)
+
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,2400", f"--screenshot={shot}", page=path)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (2400, 1200) and pixels.std() > 10  # drawn, not a blank page
+    # The same page, with a probe that asks the browser to decode each image.
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", """<script>
+Promise.all([...document.images].map(i => i.decode().then(
+    () => [i.naturalWidth, i.naturalHeight], () => [0, 0])))
+  .then(sizes => document.body.setAttribute("data-decoded", JSON.stringify(sizes)));
+</script></body>"""), encoding="utf-8")
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", page=probe).stdout
+    sizes = json.loads(re.search(r'data-decoded="([^"]*)"', dom).group(1).replace("&quot;", '"'))
+    assert len(sizes) == n_images and all(w > 100 and h > 100 for w, h in sizes)
+    assert "Study small" in dom
+
+
+def test_markdown_writes_its_pngs_beside_it(report, tmp_path):
+    url, _ = report
+    out = tmp_path / "report.md"
+    done = hpo("report", "small", "--storage", url, "--format", "md", "--out", str(out),
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) >= 3
+    for image in images:
+        Image.open(tmp_path / image).verify()
+    assert "| trial | state | width | mean ± std | 95 % CI | n | vs best |" in text
+
+
+SETTINGS = {"study.objective": "val_accuracy", "study.reduce": "last"}
+RUNS = {s: ("COMPLETE", None, {"val_accuracy": [0.5, v]})
+        for s, v in enumerate([0.80, 0.86, 0.83, 0.91])}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('published') / 'p.db'}"
+    store = Store.open(url, create=True)
+    record(store, "q", "maximize", SETTINGS,
+           {0: (4, "COMPLETE", RUNS),
+            1: (8, "COMPLETE", {s: ("COMPLETE", None, {"val_accuracy": [0.5, v]})
+                                for s, v in enumerate([0.6, 0.62, 0.61])})})
+    store.dispose()
+    with Results(url) as r:
+        yield r
+
+
+def test_published_runs_are_tested_with_welch_and_a_mean_alone_against_the_ci(synthetic):
+    x = np.array([0.80, 0.86, 0.83, 0.91])
+    with_runs = reproduce(synthetic, "q", Published("q", "best", 0.785, n=10, std=0.137))
+    expected = stats.ttest_ind_from_stats(x.mean(), x.std(ddof=1), 4, 0.785, 0.137, 10,
+                                          equal_var=False)
+    assert with_runs.trial == 0  # no configuration: the best trial
+    assert with_runs.verdict == (f"consistent: Welch's t-test against the 10 published runs, "
+                                 f"p = {expected.pvalue:.3g}")
+    far = reproduce(synthetic, "q", Published("q", "far", 0.5, n=10, std=0.01))
+    assert far.verdict.startswith("differs")
+    low, high = stats.t.interval(0.95, 3, loc=x.mean(), scale=stats.sem(x))
+    inside = reproduce(synthetic, "q", Published("q", "w4", (low + high) / 2,
+                                                 configuration={"width": 4}))
+    assert inside.verdict.startswith("inside") and inside.ci95 == pytest.approx((low, high))
+    outside = reproduce(synthetic, "q", Published("q", "w4", high + 0.001,
+                                                  configuration={"width": 4}))
+    assert outside.verdict.startswith("outside")
+    width8 = reproduce(synthetic, "q", Published("q", "w8", 0.61, configuration={"width": 8}))
+    assert width8.trial == 1
+
+
+def test_bad_published_entries_are_named(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = 0.5\nstd = 0.1\n')
+    with pytest.raises(HpoError, match=r"published\[0\]: std = 0.1 needs n"):
+        load_published(path)
+    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalu = 0.5\n')
+    with pytest.raises(HpoError, match=r"published\[0\]\.valu: unknown key"):
+        load_published(path)
+
+
+def test_the_shipped_published_file_reads():
+    from pathlib import Path
+
+    entries = load_published(Path(__file__).resolve().parents[1] / "studies" / "published.toml")
+    q1 = next(p for p in entries if p.study == "mnist-q1-mse-sgd")
+    assert (q1.value, q1.n, q1.std) == (0.785, 10, 0.137)
+    assert len(entries) == 13

@@ -382,6 +382,9 @@ def _compare_studies(args: argparse.Namespace, a: tuple[str, int | None],
         test = ("Welch's t-test, fewer than 2 seeds in common (scipy.stats.ttest_ind, "
                 "equal_var=False)")
     lines = [f"sample: {sample}", f"test: {test}"]
+    if r["reduce_a"] != r["reduce_b"]:
+        lines.append(f"note: {sides[0]} takes the {r['reduce_a']} epoch of each seed and "
+                     f"{sides[1]} the {r['reduce_b']} epoch (each as its own study reduces)")
     if r["untestable"]:
         lines.append(f"difference {sides[0]} − {sides[1]} = {r['diff']:+.4f}; not testable: "
                      f"{r['untestable']}")
@@ -498,41 +501,22 @@ def _export(args: argparse.Namespace) -> int:
 def _show_table(url: str, study: str, alpha: float = 0.05, sort: str = "param") -> int:
     from rich.table import Table
 
-    from hpo.results import Results, left_out_lines, param_columns, versus_legend
+    from hpo.report import trial_table
+    from hpo.results import Results
 
     with Results(url) as results:
         name = results.name(study)
         trials = results.trials(name, sort=sort)
         versus = results.compare_all(name, alpha=alpha)
-        complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
-        left_out = results.left_out_seeds(name, complete)
-    settings = versus.attrs
-    best = settings["best"]
-    verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
-    params = param_columns(trials)
-    table = Table(title=f"study {name} ({settings['direction']} mean over seeds)")
-    for column in ["#", "state", *params, "mean ± std", "95 % CI", "n", "vs best"]:
+        left_out = results.left_out_seeds(name)
+    columns, rows, legend = trial_table(trials, versus, left_out)
+    table = Table(title=f"study {name} ({versus.attrs['direction']} mean over seeds)")
+    for column in ["#", *columns[1:]]:
         table.add_column(column, justify="left" if column in ("state", "vs best") else "right")
-    pruned = False
-    for row in trials.itertuples(index=False):
-        row = row._asdict()
-        mean = "" if _missing(row["mean"]) else f"{row['mean']:.4f}"
-        if mean and not _missing(row["std"]):
-            mean += f" ± {row['std']:.4f}"
-        if not mean and not _missing(row["pruned_mean"]):
-            mean, pruned = f"({row['pruned_mean']:.4f} at epoch {row['pruned_at']})", True
-        ci = ("" if _missing(row["ci95_low"])
-              else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
-        n = "" if _missing(row["n"]) else str(row["n"])
-        mark = "★ best" if row["number"] == best else verdicts.get(row["number"], "")
-        table.add_row(str(row["number"]), row["state"], *(_fmt(row[p]) for p in params),
-                      mean, ci, n, mark)
+    for row in rows:
+        table.add_row(*row)
     _console().print(table)
-    lines = versus_legend(versus) + left_out_lines(left_out)
-    if pruned:
-        lines.append("(… at epoch e): a PRUNED trial's mean over its seeds at the epoch the "
-                     "pruner stopped it; partial, not comparable with a final mean")
-    print("\n".join(lines))
+    print("\n".join(legend))
     return 0
 
 

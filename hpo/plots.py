@@ -132,10 +132,10 @@ def _trials(results: Results, study: str, metric: str, error: bool) -> Figure:
     """``curves`` of every trial that recorded an epoch, one small panel each, in the order of
     the parameters, on one y scale."""
     epochs = results.epochs(study)
-    if epochs.empty:
-        raise QueryError(f"study {study!r}: no epoch recorded")
     trials = results.trials(study, sort="param")
     trials = trials[trials["number"].isin(epochs["trial"].unique())]
+    if trials.empty:
+        raise QueryError(f"study {study!r}: no trial recorded an epoch")
     params = param_columns(trials)
     curves = _mean_curves(results, study, epochs, metric)
     columns = min(4, len(trials))
@@ -163,7 +163,11 @@ def _trials(results: Results, study: str, metric: str, error: bool) -> Figure:
 
 def _mean_curves(results: Results, study: str, epochs: pd.DataFrame,
                  metric: str) -> dict[str, pd.DataFrame]:
-    """History key → :meth:`Results.curves` for the metric and its train twin, where recorded."""
+    """History key → :meth:`Results.curves` for the metric and its train twin, where recorded.
+    A ``test_*`` metric is measured once, after the last epoch: its validation twin's curve
+    is drawn instead."""
+    if metric.startswith("test_"):
+        metric = "val_" + metric.removeprefix("test_")
     recorded = set(epochs["metric"])
     return {key: results.curves(study, key) for key, _ in _twins(metric) if key in recorded}
 
@@ -180,11 +184,13 @@ def _draw_curves(ax, epochs: pd.DataFrame, curves: Mapping[str, pd.DataFrame], t
         for i, seed in enumerate(seeds):
             run = values[values["seed"] == seed].sort_values("epoch")
             ax.plot(run["epoch"], _values(run["value"], error), color=color, alpha=0.35,
-                    linewidth=0.8, label=f"{label}, each of {len(seeds)} seeds" if i == 0 else None)
+                    linewidth=0.8, marker="." if len(run) == 1 else None,
+                    label=f"{label}, each of {len(seeds)} seeds" if i == 0 else None)
         curve = curve[curve["trial"] == trial]
         mean = _values(curve["mean"], error)
         low, high = _values(curve["ci95_low"], error), _values(curve["ci95_high"], error)
-        ax.plot(curve["epoch"], mean, color=color, linewidth=2.2, label=f"{label}, mean")
+        ax.plot(curve["epoch"], mean, color=color, linewidth=2.2,
+                marker="o" if len(curve) == 1 else None, label=f"{label}, mean")
         ax.fill_between(curve["epoch"], low, high, color=color, alpha=0.2,
                         label=f"{label}, 95 % CI of the mean")
 

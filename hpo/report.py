@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import base64
 import io
+import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 from scipy import stats as scipy_stats
@@ -98,27 +101,49 @@ class StudyReport:
 
 def load_published(path: str | Path) -> list[Published]:
     """The ``[[published]]`` entries of a TOML file (``studies/published.toml``): ``study``,
-    ``label``, ``value`` required; ``configuration`` (param = value), ``n``, ``std``,
-    ``source`` optional. A bad entry raises :class:`~hpo.errors.HpoError` naming it."""
+    ``label`` (text) and ``value`` (a number) required; ``configuration`` (a table: param =
+    value), ``n`` (an integer >= 1), ``std`` (a number >= 0, with ``n``) and ``source``
+    (text) optional. A bad entry raises :class:`~hpo.errors.HpoError` naming it."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HpoError(f"published file {str(path)!r}: {exc}") from None
+    if set(raw) - {"published"}:
+        raise HpoError(f"{path}: {sorted(set(raw) - {'published'})[0]}: unknown key; expected "
+                       "[[published]] entries")
     entries = []
-    allowed = {"study", "label", "value", "configuration", "n", "std", "source"}
     for i, entry in enumerate(raw.get("published", [])):
         where = f"{path}: published[{i}]"
-        unknown = sorted(set(entry) - allowed)
+        unknown = sorted(set(entry) - set(_PUBLISHED_KEYS))
         if unknown:
             raise HpoError(f"{where}.{unknown[0]}: unknown key; expected one of "
-                           + ", ".join(sorted(allowed)))
+                           + ", ".join(_PUBLISHED_KEYS))
         for key in ("study", "label", "value"):
             if key not in entry:
                 raise HpoError(f"{where}: missing {key!r}")
-        if entry.get("std") is not None and not entry.get("n"):
+        for key, (check, expected) in _PUBLISHED_KEYS.items():
+            if key in entry and not check(entry[key]):
+                raise HpoError(f"{where}.{key} = {entry[key]!r}: expected {expected}")
+        if "std" in entry and "n" not in entry:
             raise HpoError(f"{where}: std = {entry['std']!r} needs n (the runs it is over)")
         entries.append(Published(**entry))
     return entries
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_PUBLISHED_KEYS = {
+    "study": (lambda v: isinstance(v, str) and v != "", "a study name"),
+    "label": (lambda v: isinstance(v, str), "text"),
+    "value": (_number, "a number"),
+    "configuration": (lambda v: isinstance(v, dict), "a table of param = value"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+          "an integer >= 1"),
+    "std": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "source": (lambda v: isinstance(v, str), "text"),
+}
 
 
 def study_report(results: Results, study: str | int, published: Sequence[Published] = (),
@@ -128,25 +153,11 @@ def study_report(results: Results, study: str | int, published: Sequence[Publish
     settings = results.sweep_settings(name)
     trials = results.trials(name, sort="param")
     params = param_columns(trials)
-    versus = results.compare_all(name, alpha=alpha)
-    verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
-    best = versus.attrs["best"]
-    columns = ["trial", "state", *params, "mean ± std", "95 % CI", "n", "vs best"]
-    rows = []
-    for row in trials.to_dict("records"):
-        if not missing(row["mean"]):
-            mean = f"{row['mean']:.4f}" + ("" if missing(row["std"]) else f" ± {row['std']:.4f}")
-        elif not missing(row["pruned_mean"]):
-            mean = f"({row['pruned_mean']:.4f} at epoch {row['pruned_at']})"
-        else:
-            mean = ""
-        ci = ("" if missing(row["ci95_low"])
-              else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
-        rows.append([str(row["number"]), row["state"], *(cell(row[p]) for p in params), mean,
-                     ci, "" if missing(row["n"]) else str(row["n"]),
-                     "★ best" if row["number"] == best else verdicts.get(row["number"], "")])
-    complete = trials.loc[trials["state"] == "COMPLETE", "number"].tolist()
     left_out = results.left_out_seeds(name)
+    runs = results.runs(name)
+    trained = {int(t): _span(g["epochs"]) for t, g in runs.groupby("trial")}
+    columns, rows, legend = trial_table(trials, results.compare_all(name, alpha=alpha), left_out,
+                                        trained)
     pruned = trials[trials["state"] == "PRUNED"]
     return StudyReport(
         name=name,
@@ -154,19 +165,52 @@ def study_report(results: Results, study: str | int, published: Sequence[Publish
         protocol=protocol_rows(settings, results.direction(name)),
         columns=columns,
         rows=rows,
-        legend=versus_legend(versus)
-        + left_out_lines(left_out[left_out["trial"].isin(complete)])
-        + (["(… at epoch e): a PRUNED trial's mean over its seeds at the epoch the pruner "
-            "stopped it; partial, not comparable with a final mean"] if len(pruned) else []),
+        legend=legend,
         figures=_figures(results, name, trials, params),
         left_out=[{k: cell(v) for k, v in r.items()} for r in left_out.to_dict("records")],
         pruned=[{"trial": str(r["number"]), "params": _params(r, params),
-                 "epoch": str(r["pruned_at"]), "mean": cell(r["pruned_mean"])}
+                 "epoch": cell(r["pruned_at"]), "mean": cell(r["pruned_mean"])}
                 for r in pruned.to_dict("records")],
         elapsed=_elapsed(results.elapsed(name)),
         reproductions=[reproduce(results, name, p, trials) for p in published
                        if p.study == name],
     )
+
+
+def trial_table(trials: pd.DataFrame, versus: pd.DataFrame, left_out: pd.DataFrame,
+                epochs: Mapping[int, str] | None = None
+                ) -> tuple[list[str], list[list[str]], list[str]]:
+    """The results table of ``hpo show`` and the report: (columns, rows of cell text, legend
+    lines), from :meth:`Results.trials` (in its order), :meth:`Results.compare_all` (the
+    verdicts) and :meth:`Results.left_out_seeds`. A PRUNED trial shows its partial mean and
+    the epoch the pruner stopped it at, in parentheses. ``epochs`` (trial → text) adds a
+    column of the epochs each trial's runs trained."""
+    params = param_columns(trials)
+    best = versus.attrs["best"]
+    verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
+    rows, pruned = [], False
+    for row in trials.to_dict("records"):
+        if not missing(row["mean"]):
+            mean = f"{row['mean']:.4f}" + ("" if missing(row["std"]) else f" ± {row['std']:.4f}")
+        elif not missing(row["pruned_mean"]):
+            mean, pruned = f"({row['pruned_mean']:.4f} at epoch {row['pruned_at']})", True
+        else:
+            mean = ""
+        ci = ("" if missing(row["ci95_low"])
+              else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
+        rows.append([str(row["number"]), row["state"], *(cell(row[p]) for p in params), mean,
+                     ci, "" if missing(row["n"]) else str(row["n"]),
+                     *([epochs.get(row["number"], "")] if epochs is not None else []),
+                     "★ best" if row["number"] == best else verdicts.get(row["number"], "")])
+    complete = trials.loc[trials["state"] == "COMPLETE", "number"]
+    legend = versus_legend(versus) + left_out_lines(left_out[left_out["trial"].isin(complete)])
+    if pruned:
+        legend.append("(… at epoch e): a PRUNED trial's partial mean, the value its pruner "
+                      "judged at the epoch it stopped the trial (over the seeds training then: "
+                      "all of them when they train together); not comparable with a final mean")
+    columns = ["trial", "state", *params, "mean ± std", "95 % CI", "n",
+               *(["epochs"] if epochs is not None else []), "vs best"]
+    return columns, rows, legend
 
 
 def reproduce(results: Results, study: str, published: Published,
@@ -195,6 +239,9 @@ def reproduce(results: Results, study: str, published: Published,
     if len(match) > 1:  # no configuration: the published figure is the sweep's best
         match = match[match["number"] == results.best_trial(study)]
     row = match.iloc[0]
+    if missing(row["mean"]) or missing(row["n"]):
+        return Reproduction(published, trial=int(row["number"]),
+                            verdict="not testable: hpo's mean is NaN (a diverged seed)")
     result = Reproduction(published, trial=int(row["number"]), mean=float(row["mean"]),
                           std=None if missing(row["std"]) else float(row["std"]),
                           n=int(row["n"]),
@@ -204,7 +251,8 @@ def reproduce(results: Results, study: str, published: Published,
         test = scipy_stats.ttest_ind_from_stats(result.mean, result.std, result.n,
                                                 published.value, published.std, published.n,
                                                 equal_var=False)
-        outcome = "consistent" if test.pvalue > 0.05 else "differs"
+        outcome = ("consistent (no evidence of a difference at α = 0.05)"
+                   if test.pvalue > 0.05 else "differs at α = 0.05")
         result.verdict = (f"{outcome}: Welch's t-test against the {published.n} published "
                           f"runs, p = {test.pvalue:.3g}")
     elif result.ci95 is not None:
@@ -254,18 +302,26 @@ def write_report(reports: Sequence[StudyReport], out: str | Path, fmt: str = "ht
         raise QueryError.about("format", fmt, f"expected one of {', '.join(FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The HTML template escapes every value (run errors quote code: "<lambda>"); Markdown is
+    # written as it is, its table cells through _md_cell.
     env = Environment(loader=PackageLoader("hpo", "templates"),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True,
-                      lstrip_blocks=True, keep_trailing_newline=True)
+                      autoescape=select_autoescape(["html.j2"], default_for_string=False),
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     title = title or "hpo report: " + ", ".join(r.name for r in reports)
     if fmt == "md":
-        folder = out.with_suffix("")
+        folder = figures_folder(out)
         folder.mkdir(exist_ok=True)
+        images = {}
         for report in reports:
+            stem = file_stem(report.name)
+            for old in folder.glob(f"{stem}-*.png"):  # an earlier report's figures
+                old.unlink()
             for figure in report.figures:
-                (folder / f"{report.name}-{figure.name}.png").write_bytes(figure.png)
+                image = folder / f"{stem}-{figure.name}.png"
+                image.write_bytes(figure.png)
+                images[report.name, figure.name] = quote(f"{folder.name}/{image.name}")
         text = env.get_template("report.md.j2").render(
-            title=title, reports=reports, folder=folder.name, notes=notes, cell=_md_cell,
+            title=title, reports=reports, images=images, notes=notes, cell=_md_cell,
             unreported=unreported)
     else:
         text = env.get_template("report.html.j2").render(title=title, reports=reports,
@@ -274,10 +330,24 @@ def write_report(reports: Sequence[StudyReport], out: str | Path, fmt: str = "ht
     return out
 
 
+def figures_folder(out: Path) -> Path:
+    """Where a Markdown report's PNGs go: the folder named as the file without its suffix
+    (``REPRODUCTION.md`` → ``REPRODUCTION/``), or ``<name>-figures/`` for a name without one."""
+    return out.with_suffix("") if out.suffix else out.with_name(out.name + "-figures")
+
+
+def file_stem(name: str) -> str:
+    """A study name as a file name: anything but letters, digits, ``.``, ``_`` and ``-``
+    becomes ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "study"
+
+
 def _figures(results: Results, study: str, trials: pd.DataFrame,
              params: list[str]) -> list[Figure]:
     from hpo.plots import plot
 
+    if results.runs(study)["epochs"].sum() == 0:
+        return []  # nothing trained yet (or not an hpo study)
     drawn = [("curves", "Every trial: each seed's curve, and the mean with its 95 % CI band",
               {"kind": "trials"})]
     if params and (trials["state"] == "COMPLETE").any():
@@ -299,6 +369,12 @@ def _figures(results: Results, study: str, trials: pd.DataFrame,
         plt.close(figure)
         figures.append(Figure(name, title, buffer.getvalue()))
     return figures
+
+
+def _span(epochs: pd.Series) -> str:
+    """The epochs a trial's runs trained: ``10``, or ``37–52`` under early stopping."""
+    low, high = int(epochs.min()), int(epochs.max())
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def _elapsed(elapsed: pd.Series) -> list[tuple[str, str]]:

@@ -77,10 +77,16 @@ def _sort_by(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     try:
         return frame.sort_values(params, na_position="last", kind="stable")
     except TypeError:
-        return frame.sort_values(params, na_position="last", kind="stable",
-                                 key=lambda column: column.map(
-                                     lambda v: (0, float(v)) if isinstance(v, int | float)
-                                     else (1, str(v))))
+        return frame.sort_values(params, kind="stable", key=lambda column: column.map(_mixed))
+
+
+def _mixed(value: object) -> tuple:
+    """A sort key for a column of several types: numbers, then text, then missing values."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return (2, 0.0, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
 
 
 class Results:
@@ -430,8 +436,8 @@ class Results:
 
         Fields: study_a, trial_a, study_b, trial_b, metric, reduce_a, reduce_b, n_a, mean_a,
         std_a, ci95_low_a, ci95_high_a (and the same for b; all of each trial's COMPLETE
-        seeds), test ("paired" or "welch"), n (the seeds the test used: common seeds when
-        paired), diff (a − b; paired: the mean per-seed difference over the common seeds),
+        seeds), test ("paired" or "welch"), n (paired: the common seeds the test used;
+        Welch: n_a), diff (a − b; paired: the mean per-seed difference over the common seeds),
         diff_ci95_low, diff_ci95_high, p (two-sided), effect ("d_z": mean difference ÷ std of
         the differences, when paired; "cohens_d": difference of means ÷ pooled std, Welch),
         effect_size, untestable (why not, or None).

@@ -21,6 +21,7 @@ from hpo.stats import summarize
 from hpo.store import Store
 from hpo.store.lease import Leases
 from hpo.store.recorder import Recorder
+from hpo.study import PRUNED_AT_ATTR
 
 NAN = math.nan
 CHOICES = {"width": (4, 8, 16, 64), "optimizer": ("adam", "sgd")}
@@ -117,6 +118,7 @@ def record(store: Store, name: str, direction: str, settings: dict | None, trial
                 values = [h[objective][epoch] for _, _, h in runs.values()
                           if epoch < len(h[objective])]
                 trial.report(sum(values) / len(values), epoch + 1)
+            trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             trial.set_user_attr("hpo.skipped", "grid point of trial 0")

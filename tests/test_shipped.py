@@ -167,9 +167,13 @@ def test_a_wheel_installed_elsewhere_lists_checks_and_copies_the_protocols(tmp_p
     assert built.returncode == 0, f"needs setuptools>=77 here (pip install -e .[dev]):\n{built}"
     [wheel] = dist.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        inside = sorted(n.removeprefix("hpo/sweeps/") for n in archive.namelist()
-                        if n.startswith("hpo/sweeps/") and n.endswith(".toml"))
+        names = archive.namelist()
+    inside = sorted(n.removeprefix("hpo/sweeps/") for n in names
+                    if n.startswith("hpo/sweeps/") and n.endswith(".toml"))
     assert inside == FILES
+    # hpo report's templates are package data too.
+    assert {f"hpo/templates/{p.name}" for p in (ROOT / "hpo" / "templates").glob("*.j2")} <= set(
+        names) and any(n.endswith("report.html.j2") for n in names)
 
     # A fresh environment: the wheel's hpo; the other dependencies borrowed from this one
     # (a .pth line: .pth files in a folder added that way are not read, so this environment's

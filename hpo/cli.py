@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
                          help="STUDY_B's database (default: --storage if given, else "
                               "sqlite:///studies/<STUDY_B>.db)")
 
+    enqueue = commands.add_parser(
+        "enqueue", help="add a configuration for a study's next trial (not with a grid)")
+    enqueue.add_argument("study")
+    enqueue.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                         dest="values", required=True,
+                         help="a searched parameter's value (read as TOML); the others sampled")
+    storage_arg(enqueue, "sqlite:///studies/<STUDY>.db")
+
     report = commands.add_parser(
         "report", help="one self-contained HTML (or Markdown) file per set of studies: protocol, "
                        "results table, figures, runs left out, time")
@@ -445,6 +453,32 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enqueue(args: argparse.Namespace) -> int:
+    from hpo.store import Store
+    from hpo.study import enqueue_into
+    from hpo.sweep import toml_value
+
+    values = {}
+    for item in args.values:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise HpoError(f"--set {item!r}: expected PARAM=VALUE, e.g. width=64")
+        values[name.strip()] = toml_value(text.strip())
+    store = Store.open(_default_url(args))
+    try:
+        point, added = enqueue_into(store, args.study, values)
+    finally:
+        store.dispose()
+    shown = ", ".join(f"{k}={v}" for k, v in point.items())
+    if added:
+        print(f"enqueued {shown}: the next trial asked runs it (hpo run or hpo worker, while "
+              "the study holds fewer trials than its target; raise it with --n-trials)")
+    else:
+        print(f"{shown}: an equal configuration is already a trial of {args.study}; nothing "
+              "enqueued")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from hpo.report import load_published, study_report, write_report
     from hpo.results import Results
@@ -560,8 +594,8 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _run, "worker": _worker, "check": _check, "sweeps": _sweeps,
-             "studies": _studies, "show": _show, "compare": _compare, "report": _report,
-             "plot": _plot, "export": _export, "dashboard": _dashboard}
+             "studies": _studies, "show": _show, "compare": _compare, "enqueue": _enqueue,
+             "report": _report, "plot": _plot, "export": _export, "dashboard": _dashboard}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -146,13 +146,15 @@ class ProtocolSpec:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """``[search]``: the sampler, how many trials, and the space."""
+    """``[search]``: the sampler, how many trials, the space, and the configurations to try
+    first (``enqueue``: each a checked param → value table)."""
 
     sampler: str = "grid"
     n_trials: int | None = None
     seed: int | None = None
     pruner: str = "none"
     space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
+    enqueue: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,15 @@ class Categorical:
         """Every choice (what the builder check builds, what a grid visits)."""
         return self.choices
 
+    def choose(self, value: Any) -> tuple[bool, Any]:
+        """(True, the choice equal to ``value``), or (False, what is allowed). A number equals
+        a choice of the same value whether written as an integer or a float."""
+        for choice in self.choices:
+            same_type = type(value) is type(choice) or (_is_number(value) and _is_number(choice))
+            if same_type and value == choice:
+                return True, choice
+        return False, "one of " + ", ".join(map(repr, self.choices))
+
     def to_toml(self) -> Any:
         """The spec as the sweep file writes it."""
         return list(self.choices)
@@ -83,6 +92,22 @@ class Range:
     def values(self) -> tuple[int | float, int | float]:
         """The two ends (what the builder check builds)."""
         return (self.low, self.high)
+
+    def choose(self, value: Any) -> tuple[bool, Any]:
+        """(True, ``value``) when the range holds it (an integer for an integer range, on its
+        step), else (False, what is allowed)."""
+        step = f" in steps of {self.step} from {self.low}" if self.step else ""
+        allowed = (f"{'an integer' if self.is_int else 'a number'} from {self.low} to "
+                   f"{self.high}{step}")
+        if not _is_number(value) or (self.is_int and not isinstance(value, int)):
+            return False, allowed
+        if not self.low <= value <= self.high:
+            return False, allowed
+        if self.step:
+            steps = (value - self.low) / self.step
+            if abs(steps - round(steps)) > 1e-9:
+                return False, allowed
+        return True, value
 
     def to_toml(self) -> Any:
         """The spec as the sweep file writes it."""
@@ -192,6 +217,33 @@ class SearchSpace(Mapping[str, Param]):
         for name, param in self._params.items():
             points += [{**first, name: v} for v in param.values()[1:]]
         return points
+
+    def point(self, values: Any, path: str) -> dict[str, Any]:
+        """``values`` (param name → value; some or all of the parameters) checked against the
+        space, as a configuration to enqueue; SweepError naming ``path.<name>`` otherwise.
+
+        Example:
+            >>> space = SearchSpace.parse({"width": [8, 16], "lr": {"low": 0.001, "high": 0.1}})
+            >>> space.point({"width": 16}, "search.enqueue[0]")
+            {'width': 16}
+            >>> space.point({"width": 12}, "search.enqueue[0]")
+            Traceback (most recent call last):
+            ...
+            hpo.errors.SweepError: search.enqueue[0].width = 12: expected one of 8, 16
+        """
+        if not isinstance(values, dict) or not values:
+            raise SweepError(f"{path} = {values!r}: expected a table of parameter = value, "
+                             "e.g. {" + ", ".join(f"{n} = ..." for n in list(self)[:2]) + "}")
+        point = {}
+        for name, value in values.items():
+            if name not in self._params:
+                raise SweepError(f"{path}.{key_path(name)}: not a parameter of search.space; "
+                                 "expected one of " + ", ".join(self._params))
+            ok, chosen = self._params[name].choose(value)
+            if not ok:
+                raise SweepError(f"{path}.{key_path(name)} = {value!r}: expected {chosen}")
+            point[name] = chosen
+        return point
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Ask ``trial`` for one value of every parameter."""

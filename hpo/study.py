@@ -82,6 +82,7 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
             pass  # another worker created it a moment ago
         else:
             study.set_user_attr(SWEEP_ATTR, identity)
+            enqueue(study, store, sweep.search.enqueue)
             return study
     study = optuna.load_study(study_name=name, storage=store.optuna, sampler=sampler,
                               pruner=pruner)
@@ -110,6 +111,7 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
             f"{key} = {new!r}: study {name!r} in {store.url} {was}; "
             "use another study.name (or storage) rather than mixing two experiments"
         )
+    enqueue(study, store, sweep.search.enqueue)  # entries added to the file since
     return study
 
 
@@ -118,6 +120,46 @@ def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
     ``protocol.seed``)."""
     seed = sweep.search.seed if sweep.search.seed is not None else sweep.protocol.seed
     return _SAMPLERS[sweep.search.sampler](sweep, seed)
+
+
+def enqueue(study: optuna.Study, store: Store, configurations) -> list[dict]:
+    """Enqueue each configuration (param → value) unless an equal one is already a trial of
+    the study, in any state (Optuna's ``enqueue_trial(skip_if_exists=True)``); the check and
+    the write hold :meth:`Store.exclusive`, so workers starting together enqueue it once.
+    Return the configurations enqueued. The next trials asked take them first, in order."""
+    added = []
+    with store.exclusive():
+        for params in configurations:
+            before = len(study.get_trials(deepcopy=False))
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+            if len(study.get_trials(deepcopy=False)) > before:
+                added.append(dict(params))
+    return added
+
+
+def enqueue_into(store: Store, name: str, values: dict) -> tuple[dict, bool]:
+    """Enqueue ``values`` (param → value) into the hpo study ``name``, checked against the
+    search space stored with it: (the configuration, whether it was added; False when an equal
+    one is already a trial).
+
+    Raises:
+        SweepError: not an hpo study, a grid study, or a value the space does not hold.
+    """
+    from hpo.space import SearchSpace
+
+    try:
+        study = optuna.load_study(study_name=name, storage=store.optuna)
+    except KeyError:
+        raise SweepError(f"study {name!r}: not in {store.url}") from None
+    stored = study.user_attrs.get(SWEEP_ATTR)
+    if stored is None:
+        raise SweepError(f"study {name!r}: not made by hpo (no search space stored)")
+    if stored.get("search", {}).get("sampler") == "grid":
+        raise SweepError(f"study {name!r}: its grid sampler visits every configuration in its "
+                         "own order; enqueue needs another sampler")
+    space = SearchSpace.parse(stored.get("search.space") or {})
+    point = space.point(values, "--set")
+    return point, bool(enqueue(study, store, [point]))
 
 
 def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:

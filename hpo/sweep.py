@@ -87,16 +87,22 @@ def parse_sweep(text: str, overrides: Iterable[str] = (), source: str = "<sweep>
     return _validate(raw, source)
 
 
+def toml_value(text: str) -> Any:
+    """A command-line value read as TOML (``5``, ``1e-3``, ``[8, 16]``, ``true``); a bare word
+    that is not TOML (``adam``) is that string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def apply_override(raw: dict[str, Any], override: str) -> None:
     """Apply one ``section.key=value`` to the raw TOML dict (``value`` is read as TOML)."""
     key, sep, text = override.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) < 2 or not all(parts):
         raise SweepError(f"--set {override!r}: expected section.key=value, e.g. train.epochs=5")
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text  # a bare word such as adam or mnist
+    value = toml_value(text)
     table = raw
     for i, part in enumerate(parts[:-1]):
         table = table.setdefault(part, {})
@@ -333,14 +339,16 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
         _keyword(key_path("model", key), key)
         _builder_value(key_path("model", key), value)
 
-    search_values = _section(raw, "search", extra=("space",))
+    search_values = _section(raw, "search", extra=("space", "enqueue"))
     space_table = raw.get("search", {}).get("space", {})
     if not isinstance(space_table, dict):
         raise _fail("search.space", space_table, "a [search.space] table")
     if "space" in raw.get("search", {}) and not space_table:
         raise SweepError("search.space = {}: empty; name at least one parameter or drop the table")
     space = SearchSpace.parse(space_table)
-    search = SearchSpec(space=space, **search_values)
+    enqueue = _enqueue(raw.get("search", {}).get("enqueue", []), space,
+                       search_values["sampler"])
+    search = SearchSpec(space=space, enqueue=enqueue, **search_values)
 
     if protocol.min_repeats > protocol.repeats:
         raise _fail("protocol.min_repeats", protocol.min_repeats,
@@ -446,6 +454,18 @@ def _integer_keyword(path: str, value: Any, kind: str, builder: str, name: str) 
         good = integer(value)
     if not good:
         raise _fail(path, value, f"{kind}, as builder {builder!r} annotates {name}")
+
+
+def _enqueue(entries: Any, space: SearchSpace, sampler: str) -> tuple[dict[str, Any], ...]:
+    """``[search] enqueue``: configurations tried first, each checked against the space."""
+    if not isinstance(entries, list):
+        raise _fail("search.enqueue", entries,
+                    "a list of tables, e.g. [{ width = 32 }, { width = 64 }]")
+    if entries and sampler == "grid":
+        raise _fail("search.enqueue", entries,
+                    "no entries with the grid sampler (it visits every configuration in its own "
+                    "order); use another sampler (random, tpe, ...)")
+    return tuple(space.point(entry, f"search.enqueue[{i}]") for i, entry in enumerate(entries))
 
 
 def _check_search(search: SearchSpec) -> None:

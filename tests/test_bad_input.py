@@ -27,6 +27,8 @@ BUILDERS = textwrap.dedent("""
         return "a string"
 """)
 
+RANDOM = ["--set", "search.sampler='random'", "--set", "search.n_trials=2"]
+
 # (case id, sweep file text or None for the small sweep, extra arguments, expected in the line)
 CASES = [
     ("malformed-toml", "[study\nname = 'x'", [], "not valid TOML"),
@@ -117,6 +119,18 @@ CASES = [
      "model.num_heads = 2.5: expected an integer"),
     ("layer-width-float", None, ["--set", "model.layers=2", "--set", "model.width_2=8.5"],
      "width_2 = 8.5: expected an integer"),
+    # [search] enqueue: configurations the space holds, not with a grid.
+    ("enqueue-with-grid", None, ["--set", "search.enqueue=[{width=4}]"],
+     "search.enqueue = [{'width': 4}]: expected no entries with the grid sampler"),
+    ("enqueue-unknown-param", None, [*RANDOM, "--set", "search.enqueue=[{depth=2}]"],
+     "search.enqueue[0].depth: not a parameter of search.space; expected one of width"),
+    ("enqueue-not-a-choice", None, [*RANDOM, "--set", "search.enqueue=[{width=4}, {width=8}]"],
+     "search.enqueue[1].width = 8: expected one of 4, 16"),
+    ("enqueue-off-step", None, [*RANDOM, "--set", "search.space.width={low=2, high=10, step=2}",
+                                "--set", "search.enqueue=[{width=3}]"],
+     "search.enqueue[0].width = 3: expected an integer from 2 to 10 in steps of 2"),
+    ("enqueue-not-a-table", None, [*RANDOM, "--set", "search.enqueue=[16]"],
+     "search.enqueue[0] = 16: expected a table of parameter = value"),
 ]
 
 

@@ -124,6 +124,12 @@ class Store:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise StorageError(f"storage {url!r}: cannot open the database ({reason})") from exc
 
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held by one of hpo's processes on this database at a time (the lock that creating
+        the tables takes): for a check-then-write that must not interleave, such as enqueuing
+        a configuration unless an equal one exists."""
+        return _creation_lock(self.url, self.engine)
+
     def table_names(self) -> list[str]:
         """The database's tables (Optuna's and hpo's)."""
         return sa.inspect(self.engine).get_table_names()

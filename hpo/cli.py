@@ -278,6 +278,8 @@ def _check(args: argparse.Namespace) -> int:
           f"{trials * repeats * epochs} epochs; sampler {sweep.search.sampler}")
     for name, param in sweep.search.space.items():
         print(f"  {name}: {param.to_toml()}")
+    if not sweep.search.space and isinstance(sweep.search.space.to_toml(), str):
+        print(f"  parameters suggested by {sweep.search.space.to_toml()} (define-by-run)")
     _warn_pruner(sweep)
     return 0
 

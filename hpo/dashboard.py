@@ -45,6 +45,8 @@ def protocol_note(settings: dict, study: str, direction: str) -> str:
     limits = ", ".join(f"{k} = {data[k]}" for k in ("limit_train", "limit_test") if data.get(k))
     model_keys = ", ".join(f"{k} = {v}" for k, v in model.items() if k != "builder")
     space = settings.get("search.space") or {}
+    if isinstance(space, str):  # define-by-run: the function names the parameters
+        space = {"suggested by": space}
     return "\n".join([
         f"# {study}: an hpo study",
         "",

@@ -276,6 +276,8 @@ def _param(results: Results, study: str, param: str | None, metric: str,
     if not series[0].complete and not series[0].pruned:
         raise QueryError(f"study {study!r}: no COMPLETE or PRUNED trial with a value to plot")
     space = results.sweep_settings(study).get("search.space") or {}
+    if not isinstance(space, dict):  # a define-by-run function's: no declared log ranges
+        space = {}
     shown = [param] if param is not None else params
     joined = len(params) == 1
     fig, axes = plt.subplots(1, len(shown), figsize=(max(8.0, 4.5 * len(shown)), 5),

@@ -60,10 +60,12 @@ class Registry:
                 f"{self.key} = {name!r}: unknown; expected one of {', '.join(self.names())} "
                 "or 'package.module:function'"
             )
-        return _import_callable(self.key, target)
+        return import_callable(self.key, target)
 
 
-def _import_callable(key: str, path: str) -> Callable[..., Any]:
+def import_callable(key: str, path: str) -> Callable[..., Any]:
+    """The function ``path`` ("package.module:function", found from the working directory
+    too) names; :class:`SweepError` naming ``key`` when it cannot be imported."""
     module_name, _, attr = path.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:
         # The documented contract: user modules are found from the current directory.

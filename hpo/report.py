@@ -274,6 +274,8 @@ def protocol_rows(settings: Mapping, direction: str) -> list[tuple[str, str]]:
     repeats, seed = protocol.get("repeats"), protocol.get("seed", 0)
     limits = ", ".join(f"{k} = {data[k]}" for k in ("limit_train", "limit_test") if data.get(k))
     space = settings.get("search.space") or {}
+    if isinstance(space, str):  # define-by-run: the function names the parameters
+        space = {"suggested by": space}
     return [
         ("dataset", f"{data.get('dataset')}, validation = {data.get('validation')}"
          + (f", {limits}" if limits else "")),

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,10 +28,46 @@ Scalar = str | int | float | bool
 
 
 @dataclass(frozen=True)
+class Condition:
+    """``when = { layers = { min = 2 } }``: a parameter is suggested only when every test on
+    the parameters declared before it holds. A test is a value (equal to it) or a table of
+    ``min``, ``max`` (inclusive) and ``in`` (one of a list)."""
+
+    tests: tuple[tuple[str, str, Any], ...]  # (parameter, "eq" | "min" | "max" | "in", value)
+
+    def holds(self, values: Mapping[str, Any]) -> bool:
+        """True when every tested parameter has a value in ``values`` that passes."""
+        return all(name in values and _passes(values[name], op, bound)
+                   for name, op, bound in self.tests)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The ``when`` table as the sweep file writes it."""
+        table: dict[str, Any] = {}
+        for name, op, bound in self.tests:
+            if op == "eq":
+                table[name] = bound
+            else:
+                table.setdefault(name, {})[op] = list(bound) if op == "in" else bound
+        return table
+
+
+def _passes(value: Any, op: str, bound: Any) -> bool:
+    if op == "eq":
+        return value == bound
+    if op == "in":
+        return value in bound
+    if not _is_number(value):
+        return False
+    return value >= bound if op == "min" else value <= bound
+
+
+@dataclass(frozen=True)
 class Categorical:
-    """A list of choices (``width = [8, 16]``): an axis of a grid."""
+    """A list of choices (``width = [8, 16]``): an axis of a grid. With a condition it is
+    written ``{ choices = [8, 16], when = {...} }``."""
 
     choices: tuple[Scalar, ...]
+    when: Condition | None = None
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         """Optuna's distribution for this parameter."""
@@ -55,6 +92,8 @@ class Categorical:
 
     def to_toml(self) -> Any:
         """The spec as the sweep file writes it."""
+        if self.when is not None:
+            return {"choices": list(self.choices), "when": self.when.to_toml()}
         return list(self.choices)
 
 
@@ -67,6 +106,7 @@ class Range:
     high: int | float
     step: int | float | None = None
     log: bool = False
+    when: Condition | None = None
 
     @property
     def is_int(self) -> bool:
@@ -114,14 +154,30 @@ class Range:
         spec = {"low": self.low, "high": self.high, "log": self.log}
         if self.step is not None:
             spec["step"] = self.step
+        if self.when is not None:
+            spec["when"] = self.when.to_toml()
         return spec
 
 
 Param = Categorical | Range
 
 
-def parse_param(path: str, spec: Any) -> Param:
-    """Turn one ``[search.space]`` entry into a :data:`Param`, or raise :class:`SweepError`."""
+def parse_param(path: str, spec: Any, earlier: Mapping[str, Param] | None = None) -> Param:
+    """Turn one ``[search.space]`` entry into a :data:`Param`, or raise :class:`SweepError`;
+    ``earlier`` are the parameters declared before it (what a ``when`` may test)."""
+    if isinstance(spec, dict) and "when" in spec:
+        rest = {k: v for k, v in spec.items() if k != "when"}
+        if set(rest) == {"choices"}:
+            rest = rest["choices"]
+        elif "choices" in rest:
+            raise SweepError(f"{path}: choices and {sorted(set(rest) - {'choices'})[0]} cannot "
+                             "be combined; a parameter is {choices, when} or {low, high, ..., "
+                             "when}")
+        param = parse_param(path, rest)
+        return dataclasses.replace(
+            param, when=_parse_condition(f"{path}.when", spec["when"], earlier or {}))
+    if isinstance(spec, dict) and set(spec) == {"choices"}:
+        return parse_param(path, spec["choices"])
     if isinstance(spec, list):
         if not spec:
             raise SweepError(f"{path} = []: expected a non-empty list of choices")
@@ -165,6 +221,60 @@ def parse_param(path: str, spec: Any) -> Param:
     )
 
 
+def _parse_condition(path: str, spec: Any, earlier: Mapping[str, Param]) -> Condition:
+    """A ``when`` table: tests on parameters declared before, each able to hold."""
+    if not isinstance(spec, dict) or not spec:
+        raise SweepError(f"{path} = {spec!r}: expected a table of earlier parameters, e.g. "
+                         "{ layers = { min = 2 } }")
+    tests = []
+    for name, test in spec.items():
+        where = f"{path}.{key_path(name)}"
+        if name not in earlier:
+            raise SweepError(f"{where}: not a parameter declared before this one; expected one "
+                             "of " + (", ".join(earlier) or "none (declare it first)"))
+        if isinstance(test, dict):
+            unknown = set(test) - {"min", "max", "in"}
+            if unknown or not test:
+                raise SweepError(f"{where} = {test!r}: expected a value, or a table of min, "
+                                 "max, in")
+            for op, bound in test.items():
+                if op == "in" and not (isinstance(bound, list) and bound):
+                    raise SweepError(f"{where}.in = {bound!r}: expected a non-empty list")
+                if op in ("min", "max") and not _is_number(bound):
+                    raise SweepError(f"{where}.{op} = {bound!r}: expected a number")
+                tests.append((name, op, tuple(bound) if op == "in" else bound))
+        elif isinstance(test, str | int | float | bool):
+            tests.append((name, "eq", test))
+        else:
+            raise SweepError(f"{where} = {test!r}: expected a value, or a table of min, max, in")
+    condition = Condition(tuple(tests))
+    witness = _witness(condition, earlier)
+    if witness is None:
+        raise SweepError(f"{path} = {spec!r}: never holds for the values "
+                         + ", ".join(f"{n} can take" for n in dict.fromkeys(t[0] for t in tests)))
+    return condition
+
+
+def _witness(condition: Condition, params: Mapping[str, Param]) -> dict[str, Any] | None:
+    """Values of the tested parameters under which ``condition`` holds (from each one's
+    choices, ends and, for a range, the bounds the tests name), or None."""
+    found: dict[str, Any] = {}
+    for name in dict.fromkeys(t[0] for t in condition.tests):
+        param = params[name]
+        candidates = list(param.values())
+        if isinstance(param, Range):
+            bounds = [b for n, op, b in condition.tests if n == name and op in ("min", "max")]
+            bounds += [v for n, op, b in condition.tests if n == name and op in ("eq", "in")
+                       for v in (b if op == "in" else (b,))]
+            candidates += [b for b in bounds if param.choose(b)[0]]
+        mine = Condition(tuple(t for t in condition.tests if t[0] == name))
+        chosen = next((c for c in candidates if mine.holds({name: c})), None)
+        if chosen is None:
+            return None
+        found[name] = chosen
+    return found
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -178,8 +288,10 @@ class SearchSpace(Mapping[str, Param]):
     @classmethod
     def parse(cls, raw: Mapping[str, Any], path: str = "search.space") -> SearchSpace:
         """The space of a ``[search.space]`` table (SweepError naming ``path.<name>``)."""
-        return cls({name: parse_param(f"{path}.{key_path(name)}", spec)
-                    for name, spec in raw.items()})
+        params: dict[str, Param] = {}
+        for name, spec in raw.items():  # in order: a condition tests parameters before it
+            params[name] = parse_param(f"{path}.{key_path(name)}", spec, params)
+        return cls(params)
 
     def __getitem__(self, name: str) -> Param:
         return self._params[name]
@@ -194,6 +306,11 @@ class SearchSpace(Mapping[str, Param]):
     def is_grid(self) -> bool:
         """True when every parameter is a list of choices, as Optuna's GridSampler needs."""
         return all(isinstance(p, Categorical) for p in self._params.values())
+
+    @property
+    def conditional(self) -> list[str]:
+        """The parameters with a ``when`` (suggested only when it holds)."""
+        return [name for name, p in self._params.items() if p.when is not None]
 
     def grid(self) -> dict[str, list[Scalar]]:
         """The grid for :class:`optuna.samplers.GridSampler` (only when :attr:`is_grid`)."""
@@ -215,8 +332,20 @@ class SearchSpace(Mapping[str, Param]):
         first = {name: p.values()[0] for name, p in self._params.items()}
         points = [first]
         for name, param in self._params.items():
-            points += [{**first, name: v} for v in param.values()[1:]]
-        return points
+            base = first
+            if param.when is not None:  # the tested parameters at values where it holds
+                base = {**first, **_witness(param.when, self._params)}
+                points.append(base)
+            points += [{**base, name: v} for v in param.values()[1:]]
+        return [self._applicable(point) for point in points]
+
+    def _applicable(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """``point`` without the parameters whose condition does not hold there (in order)."""
+        kept: dict[str, Any] = {}
+        for name, param in self._params.items():
+            if param.when is None or param.when.holds(kept):
+                kept[name] = point[name]
+        return kept
 
     def point(self, values: Any, path: str) -> dict[str, Any]:
         """``values`` (param name → value; some or all of the parameters) checked against the
@@ -246,9 +375,83 @@ class SearchSpace(Mapping[str, Param]):
         return point
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Ask ``trial`` for one value of every parameter."""
-        return {name: p.suggest(trial, name) for name, p in self._params.items()}
+        """Ask ``trial`` for one value of every parameter whose condition holds on the values
+        suggested before it (in the order of the space)."""
+        values: dict[str, Any] = {}
+        for name, param in self._params.items():
+            if param.when is None or param.when.holds(values):
+                values[name] = param.suggest(trial, name)
+        return values
 
     def to_toml(self) -> dict[str, Any]:
         """The ``[search.space]`` table as the sweep file writes it."""
         return {name: p.to_toml() for name, p in self._params.items()}
+
+
+class FunctionSpace(SearchSpace):
+    """``[search] space = "package.module:function"``: a function ``(trial: optuna.Trial) ->
+    dict`` that suggests the parameters itself, as an Optuna define-by-run objective does, so
+    any condition can be written. It names no parameter beforehand (an empty mapping); the
+    builder check builds the configurations it gives :data:`SAMPLED` trials of a seeded random
+    sampler.
+
+    Example:
+        >>> def space(trial):
+        ...     layers = trial.suggest_int("layers", 1, 3)
+        ...     widths = {f"width_{i}": trial.suggest_categorical(f"width_{i}", [8, 32])
+        ...               for i in range(1, layers + 1)}
+        ...     return {"layers": layers, **widths}
+        >>> points = FunctionSpace("doc:space", space).edge_points()
+        >>> all(len(p) == p["layers"] + 1 for p in points)
+        True
+    """
+
+    SAMPLED = 8
+
+    def __init__(self, path: str, function) -> None:
+        super().__init__({})
+        self.path, self.function = path, function
+
+    @property
+    def conditional(self) -> list[str]:
+        return ["*"]  # any parameter may be left out
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The function's configuration for ``trial``, checked to be a table of values."""
+        values = self.function(trial)
+        if not isinstance(values, dict) or not all(
+                isinstance(k, str) and isinstance(v, str | int | float | bool)
+                for k, v in values.items()):
+            raise SweepError(f"search.space = {self.path!r}: it returned {values!r}; expected "
+                             "a dict of parameter name → string, number or boolean")
+        return values
+
+    def edge_points(self) -> list[dict[str, Any]]:
+        """The configurations of :data:`SAMPLED` trials of an in-memory study, random sampler
+        seeded 0 (the function's own errors raised as :class:`SweepError`)."""
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        points = []
+        for _ in range(self.SAMPLED):
+            trial = study.ask()
+            try:
+                points.append(self.suggest(trial))
+            except SweepError:
+                raise
+            except Exception as exc:  # the user's function may raise anything
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise SweepError(f"search.space = {self.path!r}: it raised {reason}; fix the "
+                                 "function") from exc
+            study.tell(trial, 0.0)
+        return points
+
+    def point(self, values: Any, path: str) -> dict[str, Any]:
+        """``values`` as given (the function decides which parameters exist): a non-empty
+        table of names to strings, numbers or booleans."""
+        if not isinstance(values, dict) or not values or not all(
+                isinstance(v, str | int | float | bool) for v in values.values()):
+            raise SweepError(f"{path} = {values!r}: expected a table of parameter = value")
+        return dict(values)
+
+    def to_toml(self) -> str:
+        """The ``[search] space`` string."""
+        return self.path

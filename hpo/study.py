@@ -145,7 +145,7 @@ def enqueue_into(store: Store, name: str, values: dict) -> tuple[dict, bool]:
     Raises:
         SweepError: not an hpo study, a grid study, or a value the space does not hold.
     """
-    from hpo.space import SearchSpace
+    from hpo.space import FunctionSpace, SearchSpace
 
     try:
         study = optuna.load_study(study_name=name, storage=store.optuna)
@@ -157,7 +157,9 @@ def enqueue_into(store: Store, name: str, values: dict) -> tuple[dict, bool]:
     if stored.get("search", {}).get("sampler") == "grid":
         raise SweepError(f"study {name!r}: its grid sampler visits every configuration in its "
                          "own order; enqueue needs another sampler")
-    space = SearchSpace.parse(stored.get("search.space") or {})
+    stored_space = stored.get("search.space") or {}
+    space = (FunctionSpace(stored_space, None) if isinstance(stored_space, str)
+             else SearchSpace.parse(stored_space))
     point = space.point(values, "--set")
     return point, bool(enqueue(study, store, [point]))
 

@@ -52,7 +52,8 @@ from hpo.config import (
 from hpo.datasets import loaders
 from hpo.errors import SweepError, key_path
 from hpo.models import INTEGERS, builders, integer_keywords
-from hpo.space import Categorical, Range, SearchSpace
+from hpo.registry import import_callable
+from hpo.space import Categorical, FunctionSpace, Range, SearchSpace
 
 # ---------------------------------------------------------------------------------------------
 # Reading and overriding
@@ -341,11 +342,16 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
 
     search_values = _section(raw, "search", extra=("space", "enqueue"))
     space_table = raw.get("search", {}).get("space", {})
-    if not isinstance(space_table, dict):
-        raise _fail("search.space", space_table, "a [search.space] table")
-    if "space" in raw.get("search", {}) and not space_table:
+    if isinstance(space_table, str):  # define-by-run: "package.module:function"
+        space = FunctionSpace(space_table, _space_function(space_table))
+        space_table = {}
+    elif not isinstance(space_table, dict):
+        raise _fail("search.space", space_table,
+                    "a [search.space] table or 'package.module:function'")
+    elif "space" in raw.get("search", {}) and not space_table:
         raise SweepError("search.space = {}: empty; name at least one parameter or drop the table")
-    space = SearchSpace.parse(space_table)
+    else:
+        space = SearchSpace.parse(space_table)
     enqueue = _enqueue(raw.get("search", {}).get("enqueue", []), space,
                        search_values["sampler"])
     search = SearchSpec(space=space, enqueue=enqueue, **search_values)
@@ -353,6 +359,8 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
     if protocol.min_repeats > protocol.repeats:
         raise _fail("protocol.min_repeats", protocol.min_repeats,
                     f"an integer from 1 to protocol.repeats = {protocol.repeats}")
+    if isinstance(space, FunctionSpace):
+        _check_function_space(space, train)
     _check_space(space, train)
     _check_integer_keywords(model, space, space_table)
     _check_search(search)
@@ -402,9 +410,9 @@ def _builder_value(path: str, value: Any) -> Any:
     return value
 
 
-def _check_space(space: SearchSpace, train: TrainSpec) -> None:
+def _check_space(space: SearchSpace, train: TrainSpec, prefix: str = "") -> None:
     for name, param in space.items():
-        path = key_path("search", "space", name)
+        path = f"{prefix} {name}" if prefix else key_path("search", "space", name)
         if name in ("builder", "metrics") or (
             name in TRAIN_KEYS and name not in _SWEEPABLE_TRAIN
         ):
@@ -456,6 +464,23 @@ def _integer_keyword(path: str, value: Any, kind: str, builder: str, name: str) 
         raise _fail(path, value, f"{kind}, as builder {builder!r} annotates {name}")
 
 
+def _space_function(path: str):
+    """The function a ``[search] space = "module:function"`` names (SweepError otherwise)."""
+    if ":" not in path:
+        raise _fail("search.space", path, "'package.module:function' (a function of an "
+                    "optuna.Trial that returns the configuration) or a [search.space] table")
+    return import_callable("search.space", path)
+
+
+def _check_function_space(space: FunctionSpace, train: TrainSpec) -> None:
+    """The configurations a function space gives (:meth:`FunctionSpace.edge_points`), checked
+    as a ``[search.space]`` table's values are: builder keywords are identifiers, training
+    settings valid."""
+    for point in space.edge_points():
+        _check_space(SearchSpace({name: Categorical((value,)) for name, value in point.items()}),
+                     train, prefix=f"search.space = {space.path!r} gave")
+
+
 def _enqueue(entries: Any, space: SearchSpace, sampler: str) -> tuple[dict[str, Any], ...]:
     """``[search] enqueue``: configurations tried first, each checked against the space."""
     if not isinstance(entries, list):
@@ -470,6 +495,15 @@ def _enqueue(entries: Any, space: SearchSpace, sampler: str) -> tuple[dict[str, 
 
 def _check_search(search: SearchSpec) -> None:
     if search.sampler == "grid":
+        if isinstance(search.space, FunctionSpace):
+            raise _fail("search.space", search.space.path,
+                        "a [search.space] table of lists with the grid sampler (a function's "
+                        "parameters are not a grid); use another sampler (random, tpe, ...)")
+        if search.space.conditional:
+            name = search.space.conditional[0]
+            raise SweepError(
+                f"search.space.{name}.when: the grid sampler cannot leave a parameter out of a "
+                "configuration; use another sampler (random, tpe, ...)")
         if not search.space.is_grid:
             name = next(n for n, p in search.space.items() if not isinstance(p, Categorical))
             raise SweepError(

@@ -25,6 +25,15 @@ BUILDERS = textwrap.dedent("""
 
     def not_a_model(input_shape, n_classes, **params):
         return "a string"
+
+    def broken_space(trial):
+        raise RuntimeError("this space is broken")
+
+    def listed_space(trial):
+        return [trial.suggest_int("width", 2, 8)]
+
+    def space(trial):
+        return {"width": trial.suggest_int("width", 2, 8)}
 """)
 
 RANDOM = ["--set", "search.sampler='random'", "--set", "search.n_trials=2"]
@@ -119,6 +128,22 @@ CASES = [
      "model.num_heads = 2.5: expected an integer"),
     ("layer-width-float", None, ["--set", "model.layers=2", "--set", "model.width_2=8.5"],
      "width_2 = 8.5: expected an integer"),
+    # Conditional and define-by-run spaces.
+    ("grid-conditional", None,
+     ["--set", "search.space={layers=[1, 2], width={choices=[4, 16], when={layers=2}}}"],
+     "search.space.width.when: the grid sampler cannot leave a parameter out"),
+    ("when-later-param", None, [*RANDOM, "--set",
+                                "search.space.width={choices=[4, 16], when={layers=2}}"],
+     "search.space.width.when.layers: not a parameter declared before this one"),
+    ("space-function-raises", None, [*RANDOM, "--set", "search.space='user_builders:broken_space'"],
+     "search.space = 'user_builders:broken_space': it raised RuntimeError: this space is broken"),
+    ("space-function-not-a-dict", None,
+     [*RANDOM, "--set", "search.space='user_builders:listed_space'"],
+     "search.space = 'user_builders:listed_space': it returned ["),
+    ("space-function-missing", None, [*RANDOM, "--set", "search.space='user_builders:nope'"],
+     "search.space = 'user_builders:nope': module 'user_builders' has no function 'nope'"),
+    ("space-function-with-grid", None, ["--set", "search.space='user_builders:space'"],
+     "search.space = 'user_builders:space': expected a [search.space] table of lists"),
     # [search] enqueue: configurations the space holds, not with a grid.
     ("enqueue-with-grid", None, ["--set", "search.enqueue=[{width=4}]"],
      "search.enqueue = [{'width': 4}]: expected no entries with the grid sampler"),

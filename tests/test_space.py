@@ -1,3 +1,5 @@
+import re
+
 import optuna
 import pytest
 
@@ -138,3 +140,63 @@ def test_edge_points_hold_every_choice_and_both_ends_with_the_others_first():
         {"a": 1, "b": 0.0, "c": "y"},
     ]
     assert SearchSpace({}).edge_points() == [{}]
+
+
+# --- Conditional parameters (when) --------------------------------------------------------------
+
+CONDITIONAL = {
+    "layers": {"low": 1, "high": 3},
+    "width_1": [8, 32],
+    "width_2": {"low": 8, "high": 128, "log": True, "when": {"layers": {"min": 2}}},
+    "optimizer": ["adam", "sgd"],
+    "momentum": {"choices": [0.0, 0.9], "when": {"optimizer": "sgd", "layers": {"in": [1, 3]}}},
+}
+
+
+def test_a_conditional_parameter_is_suggested_only_when_its_condition_holds():
+    space = SearchSpace.parse(CONDITIONAL)
+    assert space.conditional == ["width_2", "momentum"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(120):
+        trial = study.ask()
+        values = space.suggest(trial)
+        assert ("width_2" in values) == (values["layers"] >= 2)
+        assert ("momentum" in values) == (values["optimizer"] == "sgd"
+                                          and values["layers"] in (1, 3))
+        assert set(trial.params) == set(values)  # nothing else was asked of Optuna
+        seen.append(values)
+        study.tell(trial, 0.0)
+    assert {("width_2" in v, "momentum" in v) for v in seen} == {
+        (False, False), (True, False), (False, True), (True, True)}
+
+
+def test_a_conditional_space_writes_back_as_it_was_read():
+    space = SearchSpace.parse(CONDITIONAL)
+    assert SearchSpace.parse(space.to_toml()).to_toml() == space.to_toml()
+    assert space.to_toml()["momentum"] == {
+        "choices": [0.0, 0.9], "when": {"optimizer": "sgd", "layers": {"in": [1, 3]}}}
+    # Without conditions the stored form is unchanged (older studies' identities still match).
+    assert SearchSpace.parse({"width": [8, 16]}).to_toml() == {"width": [8, 16]}
+
+
+def test_the_builder_check_reaches_every_value_of_a_conditional_parameter():
+    points = SearchSpace.parse(CONDITIONAL).edge_points()
+    assert {p["width_2"] for p in points if "width_2" in p} == {8, 128}
+    assert {p["momentum"] for p in points if "momentum" in p} == {0.0, 0.9}
+    for point in points:  # each point is a configuration a trial could have
+        assert ("width_2" in point) == (point["layers"] >= 2)
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    ({"depth": {"min": 2}}, "when.depth: not a parameter declared before this one"),
+    ({"layers": {"least": 2}}, "when.layers = {'least': 2}: expected a value, or a table of"),
+    ({"layers": {"min": "two"}}, "when.layers.min = 'two': expected a number"),
+    ({"layers": {"min": 5}}, "never holds"),
+    ({"layers": {"in": []}}, "when.layers.in = []: expected a non-empty list"),
+    ("layers > 1", "expected a table of earlier parameters"),
+])
+def test_bad_conditions_name_the_key(when, expected):
+    with pytest.raises(SweepError, match=re.escape(expected)):
+        SearchSpace.parse({"layers": {"low": 1, "high": 3},
+                           "width_2": {"low": 8, "high": 64, "when": when}})

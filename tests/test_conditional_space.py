@@ -1,0 +1,53 @@
+"""Conditional spaces end to end: a TOML ``when`` and a define-by-run function, on real sweeps."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+
+from hpo import Results, load_sweep, run_sweep
+
+from conftest import SMALL_SWEEP
+
+TINY = ["protocol.repeats=1", "train.epochs=1", "search.sampler='random'", "search.n_trials=5"]
+SPACE = textwrap.dedent("""
+    def space(trial):
+        # Q7b's two widths, the second only with two layers (as KerasTuner's hp inside an if).
+        layers = trial.suggest_int("layers", 1, 2)
+        params = {"layers": layers, "width_1": trial.suggest_categorical("width_1", [4, 8])}
+        if layers == 2:
+            params["width_2"] = trial.suggest_categorical("width_2", [4, 8])
+        return params
+""")
+
+
+def test_a_when_parameter_is_left_out_where_its_condition_fails(tmp_path, mnist_data):
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SWEEP)
+    sweep = load_sweep(path, [*TINY, "search.space={layers={low=1, high=2}, "
+                                     "width_1=[4, 8], width_2={choices=[4, 8], "
+                                     "when={layers={min=2}}}}"])
+    url = f"sqlite:///{tmp_path / 'when.db'}"
+    run_sweep(sweep, storage=url)
+    with Results(url) as r:
+        trials = r.trials("small")
+    assert (trials["state"] == "COMPLETE").all() and len(trials) == 5
+    assert (trials["width_2"].isna() == (trials["layers"] < 2)).all()
+    assert set(trials["layers"]) == {1, 2}  # both branches ran
+
+
+def test_a_space_function_suggests_the_parameters(tmp_path, mnist_data, monkeypatch):
+    (tmp_path / "user_spaces.py").write_text(SPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SWEEP.replace("[search.space]\nwidth = [4, 16]\n", ""))
+    sweep = load_sweep(path, [*TINY, "search.space='user_spaces:space'"])
+    url = f"sqlite:///{tmp_path / 'function.db'}"
+    study = run_sweep(sweep, storage=url)
+    assert study.user_attrs["hpo.sweep"]["search.space"] == "user_spaces:space"
+    with Results(url) as r:
+        trials = r.trials("small")
+    assert (trials["state"] == "COMPLETE").all() and len(trials) == 5
+    assert (trials["width_2"].isna() == (trials["layers"] == 1)).all()
+    assert not pd.isna(trials["width_1"]).any()

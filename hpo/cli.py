@@ -205,7 +205,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise HpoError(f"--jobs = {args.jobs}: expected an integer >= 1")
     _check_alpha(args.alpha)  # before the sweep runs, not after
-    _warn_pruner(sweep)
     url = args.storage or sweep.storage_url
     if args.jobs == 1:
         code = _work(args, sweep)

@@ -52,6 +52,7 @@ class Figure:
 
     @property
     def data_uri(self) -> str:
+        """The PNG as a ``data:`` URI, for an ``<img src>`` that needs no other file."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 

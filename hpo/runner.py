@@ -53,7 +53,7 @@ from hpo.progress import NullProgress, Progress
 from hpo.store import Store
 from hpo.store.lease import Claim, Leases
 from hpo.store.recorder import Recorder
-from hpo.study import SKIPPED_ATTR, open_study
+from hpo.study import SKIPPED_ATTR, open_study, pruner_warning
 
 keras = LazyImport("keras")
 
@@ -89,6 +89,9 @@ def run_sweep(
         objective = Objective(sweep, data, Recorder(store.engine), store.optuna, progress)
         finished = len(_counted(study, FINISHED))
         progress.sweep_started(sweep, max(0, target - finished), finished)
+        warning = pruner_warning(sweep)
+        if warning:
+            progress.note(f"warning: {warning}")
         batch = trials_at_once(sweep)
         try:
             with interrupts.delivered():

@@ -32,7 +32,7 @@ MESSAGES = [
     (["train.epoch=3"], "train.epoch: unknown key; expected one of epochs, batch_size, optimizer, "
                         "learning_rate, loss, metrics, early_stopping, evaluate_test"),
     (["search.sampling='grid'"], "search.sampling: unknown key; expected one of sampler, "
-                                 "n_trials, seed, pruner, space"),
+                                 "n_trials, seed, pruner, space, enqueue"),
     # strings, choices, integers, numbers, booleans
     (["study.name=5"], "study.name = 5: expected a non-empty string"),
     (["study.name='  '"], "study.name = '  ': expected a non-empty string"),
@@ -102,7 +102,7 @@ MESSAGES = [
                                       "'mlp' annotates width"),
     # the search
     (SMALL_SWEEP.split("[search.space]")[0] + "[search]\nspace = 5\n",
-     "search.space = 5: expected a [search.space] table"),
+     "search.space = 5: expected a [search.space] table or 'package.module:function'"),
     (SMALL_SWEEP.split("width =")[0],
      "search.space = {}: empty; name at least one parameter or drop the table"),
     (["search.space.builder=['mlp']"],

@@ -13,7 +13,6 @@ import zipfile
 from importlib.resources import files
 from pathlib import Path
 
-import optuna
 import pytest
 
 from hpo import shipped
@@ -138,15 +137,15 @@ def test_a_missing_path_with_a_folder_is_not_taken_for_a_name(elsewhere, capsys)
                                       "sweep file (No such file or directory)")
 
 
-def test_run_by_name_trains_the_shipped_protocol(elsewhere, mnist_data, capsys):
-    url = f"sqlite:///{elsewhere / 'q6.db'}"
-    code = main(["run", "mnist-q6-width", "--storage", url, "--set", "data.limit_train=64",
-                 "--set", "data.limit_test=32", "--set", "protocol.repeats=1",
-                 "--set", "train.epochs=1", "--set", "search.space.width=[2]"])
-    assert code == 0, capsys.readouterr().err
-    study = optuna.load_study(study_name="mnist-q6-width", storage=url)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
-    assert study.trials[0].params == {"width": 2}
+def test_run_and_worker_by_name_load_the_shipped_protocol(elsewhere, capsys):
+    # An override the shipped file's own values make invalid: the error proves run and worker
+    # read that file (its grid), and nothing is trained or written.
+    for command in ("run", "worker"):
+        code = main([command, "mnist-q6-width", "--set", "protocol.min_repeats=11"])
+        assert code == 2
+        assert one_error_line(capsys) == ("hpo: error: protocol.min_repeats = 11: expected an "
+                                          "integer from 1 to protocol.repeats = 10")
+    assert list(elsewhere.iterdir()) == []
 
 
 # --- from a wheel, in a fresh environment -----------------------------------------------------

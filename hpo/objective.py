@@ -100,9 +100,18 @@ class Objective:
         return self.finish(work)
 
     def prepare(self, trial: optuna.Trial, claim: Claim) -> TrialWork:
-        """Sample ``trial``'s configuration and find the runs it finished before."""
+        """Sample ``trial``'s configuration and find the runs it finished before.
+
+        Raises:
+            RunError: the search space (a define-by-run function) raised for this trial.
+        """
         sweep = self.sweep
-        params = sweep.search.space.suggest(trial)
+        try:
+            params = sweep.search.space.suggest(trial)
+        except Exception as exc:  # a define-by-run space's own error, on this trial's branch
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            trial.set_user_attr(ERROR_ATTR, reason)
+            raise RunError(f"trial {trial.number}: search.space raised {reason}") from exc
         model_params, spec = sweep.split_params(params)
         seeds = sweep.protocol.seeds
         trial.set_user_attr(SEEDS_ATTR, list(seeds))

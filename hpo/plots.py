@@ -364,6 +364,8 @@ def _x_scale(ax, values: list, numeric: bool, spec: Any) -> None:
         return
     if not values:
         return
+    if isinstance(spec, dict) and "choices" in spec:  # a list with a condition (when)
+        spec = spec["choices"]
     declared = isinstance(spec, dict) and spec.get("log") is True
     wide_grid = not isinstance(spec, dict) and values[0] > 0 and values[-1] / values[0] >= 8
     if declared or wide_grid:

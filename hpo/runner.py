@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import optuna
 
@@ -226,6 +227,10 @@ def _run_trials(study: optuna.Study, trials: list[tuple[optuna.Trial, Claim]],
                 except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
                     _taken_over(trial, claim, exc, objective, progress)
                     del unfinished[claim.trial_id]
+                except RunError as exc:  # told FAIL, as a trial whose seeds all failed
+                    _finish_trial(study, trial, claim, functools.partial(_raise, exc),
+                                  objective, leases, progress)
+                    del unfinished[claim.trial_id]
             objective.train([work for _, _, work in prepared])
             for trial, claim, work in prepared:
                 _finish_trial(study, trial, claim, lambda work=work: objective.finish(work),
@@ -260,6 +265,10 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, value_
         leases.check(claim)
     except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
         _taken_over(trial, claim, exc, objective, progress)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _taken_over(trial: optuna.Trial, claim: Claim, exc: Exception, objective: Objective,

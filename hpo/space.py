@@ -53,12 +53,17 @@ class Condition:
 
 def _passes(value: Any, op: str, bound: Any) -> bool:
     if op == "eq":
-        return value == bound
+        return _same(value, bound)
     if op == "in":
-        return value in bound
+        return any(_same(value, b) for b in bound)
     if not _is_number(value):
         return False
     return value >= bound if op == "min" else value <= bound
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one kind: a boolean equals only a boolean (``True == 1`` in Python)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ class Range:
             steps = (value - self.low) / self.step
             if abs(steps - round(steps)) > 1e-9:
                 return False, allowed
-        return True, value
+        return True, value if self.is_int else float(value)  # as Optuna suggests it
 
     def to_toml(self) -> Any:
         """The spec as the sweep file writes it."""
@@ -256,8 +261,9 @@ def _parse_condition(path: str, spec: Any, earlier: Mapping[str, Param]) -> Cond
 
 
 def _witness(condition: Condition, params: Mapping[str, Param]) -> dict[str, Any] | None:
-    """Values of the tested parameters under which ``condition`` holds (from each one's
-    choices, ends and, for a range, the bounds the tests name), or None."""
+    """Values of the tested parameters (and of those their own conditions test) under which
+    ``condition`` holds, each tested parameter's own condition holding too: from each one's
+    choices, ends and, for a range, the bounds the tests name. None when there are none."""
     found: dict[str, Any] = {}
     for name in dict.fromkeys(t[0] for t in condition.tests):
         param = params[name]
@@ -268,10 +274,20 @@ def _witness(condition: Condition, params: Mapping[str, Param]) -> dict[str, Any
                        for v in (b if op == "in" else (b,))]
             candidates += [b for b in bounds if param.choose(b)[0]]
         mine = Condition(tuple(t for t in condition.tests if t[0] == name))
-        chosen = next((c for c in candidates if mine.holds({name: c})), None)
-        if chosen is None:
+        for candidate in candidates:
+            if not mine.holds({name: candidate}):
+                continue
+            chosen = {name: candidate}
+            if param.when is not None:  # a conditional parameter exists only where its holds
+                upstream = _witness(param.when, params)
+                if upstream is None:
+                    continue
+                chosen.update(upstream)
+            if all(found.get(k, v) == v for k, v in chosen.items()):
+                found.update(chosen)
+                break
+        else:
             return None
-        found[name] = chosen
     return found
 
 
@@ -372,6 +388,20 @@ class SearchSpace(Mapping[str, Param]):
             if not ok:
                 raise SweepError(f"{path}.{key_path(name)} = {value!r}: expected {chosen}")
             point[name] = chosen
+        for name, value in point.items():
+            when = self._params[name].when
+            if when is None:
+                continue
+            tested = list(dict.fromkeys(t[0] for t in when.tests))
+            missing = [t for t in tested if t not in point]
+            if missing:
+                them = "it" if len(missing) == 1 else "them"
+                raise SweepError(f"{path}.{key_path(name)} = {value!r}: its condition tests "
+                                 f"{', '.join(missing)}; give {them} too")
+            if not when.holds(point):
+                raise SweepError(f"{path}.{key_path(name)} = {value!r}: its condition "
+                                 f"{when.to_toml()} does not hold for "
+                                 + ", ".join(f"{t} = {point[t]!r}" for t in tested))
         return point
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -429,7 +459,12 @@ class FunctionSpace(SearchSpace):
     def edge_points(self) -> list[dict[str, Any]]:
         """The configurations of :data:`SAMPLED` trials of an in-memory study, random sampler
         seeded 0 (the function's own errors raised as :class:`SweepError`)."""
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+        try:
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         points = []
         for _ in range(self.SAMPLED):
             trial = study.ask()
@@ -455,3 +490,8 @@ class FunctionSpace(SearchSpace):
     def to_toml(self) -> str:
         """The ``[search] space`` string."""
         return self.path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FunctionSpace) and other.path == self.path
+
+    __hash__ = None

@@ -130,11 +130,18 @@ def enqueue(study: optuna.Study, store: Store, configurations) -> list[dict]:
     added = []
     with store.exclusive():
         for params in configurations:
-            before = len(study.get_trials(deepcopy=False))
+            before = _holding(study, params)
             study.enqueue_trial(dict(params), skip_if_exists=True)
-            if len(study.get_trials(deepcopy=False)) > before:
+            if _holding(study, params) > before:
                 added.append(dict(params))
     return added
+
+
+def _holding(study: optuna.Study, params: dict) -> int:
+    """How many trials hold exactly ``params``: asked (their params) or waiting (the fixed
+    params Optuna keeps until they are asked). Other workers' asks do not change it."""
+    return sum((t.params or t.system_attrs.get("fixed_params")) == dict(params)
+               for t in study.get_trials(deepcopy=False))
 
 
 def enqueue_into(store: Store, name: str, values: dict) -> tuple[dict, bool]:

@@ -360,7 +360,7 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
         raise _fail("protocol.min_repeats", protocol.min_repeats,
                     f"an integer from 1 to protocol.repeats = {protocol.repeats}")
     if isinstance(space, FunctionSpace):
-        _check_function_space(space, train)
+        _check_function_space(space, model, train)
     _check_space(space, train)
     _check_integer_keywords(model, space, space_table)
     _check_search(search)
@@ -472,13 +472,14 @@ def _space_function(path: str):
     return import_callable("search.space", path)
 
 
-def _check_function_space(space: FunctionSpace, train: TrainSpec) -> None:
+def _check_function_space(space: FunctionSpace, model: ModelSpec, train: TrainSpec) -> None:
     """The configurations a function space gives (:meth:`FunctionSpace.edge_points`), checked
-    as a ``[search.space]`` table's values are: builder keywords are identifiers, training
-    settings valid."""
+    as a ``[search.space]`` table's values are: builder keywords are identifiers (integers
+    where the builder annotates ``int``), training settings valid."""
     for point in space.edge_points():
-        _check_space(SearchSpace({name: Categorical((value,)) for name, value in point.items()}),
-                     train, prefix=f"search.space = {space.path!r} gave")
+        given = SearchSpace({name: Categorical((value,)) for name, value in point.items()})
+        _check_space(given, train, prefix=f"search.space = {space.path!r} gave")
+        _check_integer_keywords(model, given, {})
 
 
 def _enqueue(entries: Any, space: SearchSpace, sampler: str) -> tuple[dict[str, Any], ...]:

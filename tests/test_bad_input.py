@@ -156,6 +156,11 @@ CASES = [
      "search.enqueue[0].width = 3: expected an integer from 2 to 10 in steps of 2"),
     ("enqueue-not-a-table", None, [*RANDOM, "--set", "search.enqueue=[16]"],
      "search.enqueue[0] = 16: expected a table of parameter = value"),
+    ("enqueue-not-a-list", None, [*RANDOM, "--set", "search.enqueue={width=4}"],
+     "search.enqueue = {'width': 4}: expected a list of tables"),
+    ("choices-and-range", None, [*RANDOM, "--set",
+                                 "search.space.width={choices=[4], low=2, when={}}"],
+     "search.space.width: choices and low cannot be combined"),
 ]
 
 

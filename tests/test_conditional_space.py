@@ -51,3 +51,24 @@ def test_a_space_function_suggests_the_parameters(tmp_path, mnist_data, monkeypa
     assert (trials["state"] == "COMPLETE").all() and len(trials) == 5
     assert (trials["width_2"].isna() == (trials["layers"] == 1)).all()
     assert not pd.isna(trials["width_1"]).any()
+
+
+def test_a_space_function_that_raises_on_a_trial_fails_that_trial_only(tmp_path, mnist_data,
+                                                                       monkeypatch):
+    # It passes the checks (trials of an in-memory study), then raises on the study's own
+    # trials: each is told FAIL with the reason; nothing is left RUNNING for a rerun to retry.
+    (tmp_path / "flaky_spaces.py").write_text(SPACE + textwrap.dedent("""
+        def flaky(trial):
+            if trial.study.study_name == "small":
+                raise ValueError("no width for this branch")
+            return space(trial)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SWEEP)
+    sweep = load_sweep(path, [*TINY, "search.n_trials=2", "search.space='flaky_spaces:flaky'"])
+    url = f"sqlite:///{tmp_path / 'flaky.db'}"
+    study = run_sweep(sweep, storage=url)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert study.trials[0].user_attrs["error"] == "ValueError: no width for this branch"
+    assert run_sweep(sweep, storage=url).trials == study.trials  # nothing to resume or retry

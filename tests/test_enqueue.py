@@ -61,5 +61,15 @@ def test_enqueued_configurations_come_first_once_and_hpo_enqueue_adds_one(sweep,
     with sqlite3.connect(db) as conn:
         assert "\n".join(conn.iterdump()) == before  # nothing written
 
+    for study_args, expected in (
+            (["nothing", "--storage", url], "study 'nothing': not in"),
+            (["small", "--storage", f"sqlite:///{tmp_path / 'grid.db'}"],
+             "study 'small': its grid sampler visits every configuration")):
+        if "grid" in study_args[-1]:
+            prepare_study(load_sweep(tmp_path / "small.toml"), study_args[-1])
+        code = main(["enqueue", *study_args[:1], "--set", "width=9", *study_args[1:]])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and expected in err[0], err
+
     run_sweep(sweep, storage=url, n_trials=4)  # room for one more: the enqueued one
     assert params(url)[3] == ("COMPLETE", {"width": 9}) and len(params(url)) == 4

@@ -200,3 +200,37 @@ def test_bad_conditions_name_the_key(when, expected):
     with pytest.raises(SweepError, match=re.escape(expected)):
         SearchSpace.parse({"layers": {"low": 1, "high": 3},
                            "width_2": {"low": 8, "high": 64, "when": when}})
+
+
+def test_a_condition_on_a_conditional_parameter_is_reached_through_its_own():
+    space = SearchSpace.parse({
+        "layers": {"low": 1, "high": 3},
+        "width_2": {"choices": [32, 64], "when": {"layers": {"min": 2}}},
+        "width_3": {"choices": [16, 128], "when": {"width_2": 64}},
+    })
+    points = space.edge_points()
+    assert {p["width_3"] for p in points if "width_3" in p} == {16, 128}
+    assert all(p["layers"] >= 2 and p["width_2"] == 64 for p in points if "width_3" in p)
+    with pytest.raises(SweepError, match="never holds"):  # width_2 exists only from 2 layers
+        SearchSpace.parse({"layers": {"low": 1, "high": 3},
+                           "width_2": {"choices": [32, 64], "when": {"layers": {"min": 2}}},
+                           "x": {"choices": [1, 2], "when": {"layers": 1, "width_2": 32}}})
+
+
+def test_a_condition_tells_booleans_from_numbers():
+    space = SearchSpace.parse({"flag": [0, 1], "x": {"choices": [1, 2], "when": {"flag": 1}}})
+    assert space["x"].when.holds({"flag": 1}) and not space["x"].when.holds({"flag": True})
+    with pytest.raises(SweepError, match="never holds"):
+        SearchSpace.parse({"flag": [0, 1], "x": {"choices": [1, 2], "when": {"flag": True}}})
+
+
+def test_an_enqueued_point_keeps_to_the_conditions_and_the_float_ranges():
+    space = SearchSpace.parse(CONDITIONAL | {"dropout": {"low": 0.0, "high": 0.5}})
+    assert space.point({"layers": 2, "width_2": 64}, "e") == {"layers": 2, "width_2": 64}
+    dropout = space.point({"dropout": 0}, "e")["dropout"]
+    assert dropout == 0.0 and isinstance(dropout, float)  # as Optuna suggests it
+    with pytest.raises(SweepError, match=re.escape(
+            "e.width_2 = 64: its condition {'layers': {'min': 2}} does not hold for layers = 1")):
+        space.point({"layers": 1, "width_2": 64}, "e")
+    with pytest.raises(SweepError, match="e.width_2 = 64: its condition tests layers; give it"):
+        space.point({"width_2": 64}, "e")

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from hpo.stats import Summary
 
 
+# Epoch reports closer together than this are one burst: a pack's replicas ending one epoch.
+BURST_S = 0.05
+
+
 class Progress:
     """Counts what the runner reports; subclasses render it. Does nothing by itself.
 
@@ -68,10 +72,12 @@ class Progress:
         self.started = time.monotonic()
         self._trials: dict[int, list[int]] = {}  # trial number -> [index, seed_index, epochs]
         self._running: dict[int | None, set[int]] = {}  # trial -> seeds started, not finished
-        # The pace is measured from the end of the first epoch: the time before it (loading the
-        # data, tracing and compiling the model) is spent once, not per epoch.
-        self._last_first_epoch: tuple[float, int] | None = None  # (time, epochs done then)
-        self._pace_from: tuple[float, int] | None = None
+        # The pace is measured between ends of bursts of epoch reports (a pack reports all its
+        # replicas' epochs at once), from the end of the first: the time before it (loading the
+        # data, tracing and compiling) is spent once, not per epoch.
+        self._last_report: float | None = None
+        # The first and the latest burst ended: (time of its last report, epochs done then).
+        self._bursts: list[tuple[float, int]] = []
         self._shown_trial: int | None = None
         self._run_epochs: dict[tuple[int | None, int], int] = {}  # (trial, seed) -> last epoch
 
@@ -105,10 +111,11 @@ class Progress:
         self.epoch, self.logs = epoch, dict(logs)
         self.last_logs[trial, seed] = self.logs  # packed seeds finish together: each its own
         self._run_epochs[trial, seed] = epoch
-        if epoch == 1:
-            self._last_first_epoch = (time.monotonic(), self.done_epochs + 1)
-        elif self._pace_from is None and self._last_first_epoch is not None:
-            self._pace_from = self._last_first_epoch
+        now = time.monotonic()
+        if self._last_report is not None and now - self._last_report > BURST_S:
+            ended = (self._last_report, self.done_epochs)  # the burst before this report
+            self._bursts = [self._bursts[0] if self._bursts else ended, ended]
+        self._last_report = now
         self.done_epochs += 1
 
     def run_finished(self, seed: int, error: str | None, trial: int | None = None) -> None:
@@ -129,15 +136,18 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the mean pace of the epochs done since the first epoch ended (the
-        start-up before it, compiling included, is not an epoch's cost); None until a second
-        epoch has ended (runs of one epoch: until the first has, and at the pace of all)."""
-        if self._pace_from is None and (not self.done_epochs or self.sweep.train.epochs > 1):
+        """Seconds left at the pace measured from the end of the first burst of epoch reports to
+        the end of the latest (a burst: the epochs a pack reports at once, or one run's epoch);
+        the start-up before the first, compiling included, is not an epoch's cost. None until
+        two bursts have ended (one-epoch runs: at the pace since the start, once one has)."""
+        if self._bursts and self._bursts[-1][1] > self._bursts[0][1]:
+            (start, done_then), (end, done_now) = self._bursts[0], self._bursts[-1]
+        elif self.sweep.train.epochs == 1 and self.done_epochs:
+            (start, done_then), (end, done_now) = (self.started, 0), (time.monotonic(),
+                                                                      self.done_epochs)
+        else:
             return None
-        since, done = self._pace_from or (self.started, 0)
-        if self.done_epochs <= done:
-            return None
-        pace = (time.monotonic() - since) / (self.done_epochs - done)
+        pace = (end - start) / (done_now - done_then)
         return pace * max(0, self.total_epochs - self.done_epochs)
 
     def position(self) -> str:

@@ -57,12 +57,17 @@ def test_the_eta_is_paced_by_the_epochs_after_the_first(clock):
     for seed in range(3):
         shown.run_started(seed)
     assert shown.eta_s is None
-    clock[0] += 60.0  # data, tracing, compiling and the first epoch of the pack
-    for seed in range(3):
-        shown.run_epoch(seed, 1, {})
-    # Only the first epoch has ended: its time is mostly start-up, no pace to tell.
-    assert shown.eta_s is None
-    clock[0] += 3.0  # a compiled epoch of the pack: 1 s per run-epoch
-    for seed in range(3):
-        shown.run_epoch(seed, 2, {})
-    assert shown.eta_s == pytest.approx(1.0 * 12)
+
+    def pack_epoch(epoch, seconds):  # the pack's three replicas report one after the other
+        clock[0] += seconds
+        for seed in range(3):
+            shown.run_epoch(seed, epoch, {})
+            clock[0] += 0.001
+
+    pack_epoch(1, 60.0)  # data, tracing, compiling and the first epoch
+    assert shown.eta_s is None  # its time is mostly start-up: no pace to tell
+    pack_epoch(2, 3.0)  # a compiled epoch: 1 s per run-epoch
+    assert shown.eta_s is None  # one run-epoch reported is not the pace: the burst has not ended
+    pack_epoch(3, 3.0)
+    # Paced by epoch 2's burst (3 run-epochs in 3 s), not by the first report of epoch 3.
+    assert shown.eta_s == pytest.approx(1.0 * 9, rel=0.01)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hpo.models import register_model
     from hpo.results import Results
     from hpo.runner import run_sweep
+    from hpo.study import enqueue_trial
     from hpo.sweep import load_sweep, parse_sweep
 
 # The rest of the API, imported on first use (PEP 562): importing one module of hpo (the config
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Results": "hpo.results",
     "Sweep": "hpo.config",
+    "enqueue_trial": "hpo.study",
     "load_sweep": "hpo.sweep",
     "parse_sweep": "hpo.sweep",
     "register_dataset": "hpo.datasets",
@@ -70,6 +72,7 @@ __all__ = [
     "StudyNotFound",
     "Sweep",
     "SweepError",
+    "enqueue_trial",
     "load_sweep",
     "parse_sweep",
     "register_dataset",

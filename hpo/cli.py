@@ -493,7 +493,7 @@ def _report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise HpoError(f"--notes {str(args.notes)!r}: {exc.strerror}") from None
     reports = []
-    for study in args.studies:
+    for study in dict.fromkeys(args.studies):  # a study named twice is reported once
         with Results(args.storage or f"sqlite:///studies/{study}.db") as results:
             reports.append(study_report(results, study, published, args.alpha))
     names = {r.name for r in reports}

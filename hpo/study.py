@@ -144,6 +144,22 @@ def _holding(study: optuna.Study, params: dict) -> int:
                for t in study.get_trials(deepcopy=False))
 
 
+def enqueue_trial(storage: str, study: str, params: dict) -> bool:
+    """Add ``params`` (param → value, checked against the study's stored search space) as the
+    next trial of the hpo ``study`` in the database ``storage``, unless a trial already has
+    exactly these params; return whether it was added. What ``hpo enqueue`` does.
+
+    Example:
+        >>> hpo.enqueue_trial("sqlite:///studies/x.db", "x", {"width": 64})  # doctest: +SKIP
+        True
+    """
+    store = Store.open(storage)
+    try:
+        return enqueue_into(store, study, params)[1]
+    finally:
+        store.dispose()
+
+
 def enqueue_into(store: Store, name: str, values: dict) -> tuple[dict, bool]:
     """Enqueue ``values`` (param → value) into the hpo study ``name``, checked against the
     search space stored with it: (the configuration, whether it was added; False when an equal

@@ -7,6 +7,7 @@ import sqlite3
 import optuna
 import pytest
 
+import hpo
 from hpo import load_sweep, run_sweep
 from hpo.cli import main
 from hpo.runner import prepare_study
@@ -73,3 +74,7 @@ def test_enqueued_configurations_come_first_once_and_hpo_enqueue_adds_one(sweep,
 
     run_sweep(sweep, storage=url, n_trials=4)  # room for one more: the enqueued one
     assert params(url)[3] == ("COMPLETE", {"width": 9}) and len(params(url)) == 4
+    # The same from Python.
+    assert hpo.enqueue_trial(url, "small", {"width": 11})
+    assert not hpo.enqueue_trial(url, "small", {"width": 9})
+    assert params(url)[4:] == [("WAITING", {"width": 11})]

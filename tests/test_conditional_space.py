@@ -1,10 +1,10 @@
-"""Conditional spaces end to end: a TOML ``when`` and a define-by-run function, on real sweeps."""
+"""Conditional spaces end to end: a TOML ``when`` on a real sweep, and a define-by-run function
+called on the study's own trials (its configurations, and the builder check on them, are in
+tests/test_space.py and the bad-input catalogue)."""
 
 from __future__ import annotations
 
 import textwrap
-
-import pandas as pd
 
 from hpo import Results, load_sweep, run_sweep
 
@@ -37,22 +37,6 @@ def test_a_when_parameter_is_left_out_where_its_condition_fails(tmp_path, mnist_
     assert set(trials["layers"]) == {1, 2}  # both branches ran
 
 
-def test_a_space_function_suggests_the_parameters(tmp_path, mnist_data, monkeypatch):
-    (tmp_path / "user_spaces.py").write_text(SPACE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    path = tmp_path / "small.toml"
-    path.write_text(SMALL_SWEEP.replace("[search.space]\nwidth = [4, 16]\n", ""))
-    sweep = load_sweep(path, [*TINY, "search.space='user_spaces:space'"])
-    url = f"sqlite:///{tmp_path / 'function.db'}"
-    study = run_sweep(sweep, storage=url)
-    assert study.user_attrs["hpo.sweep"]["search.space"] == "user_spaces:space"
-    with Results(url) as r:
-        trials = r.trials("small")
-    assert (trials["state"] == "COMPLETE").all() and len(trials) == 5
-    assert (trials["width_2"].isna() == (trials["layers"] == 1)).all()
-    assert not pd.isna(trials["width_1"]).any()
-
-
 def test_a_space_function_that_raises_on_a_trial_fails_that_trial_only(tmp_path, mnist_data,
                                                                        monkeypatch):
     # It passes the checks (trials of an in-memory study), then raises on the study's own
@@ -69,6 +53,7 @@ def test_a_space_function_that_raises_on_a_trial_fails_that_trial_only(tmp_path,
     sweep = load_sweep(path, [*TINY, "search.n_trials=2", "search.space='flaky_spaces:flaky'"])
     url = f"sqlite:///{tmp_path / 'flaky.db'}"
     study = run_sweep(sweep, storage=url)
+    assert study.user_attrs["hpo.sweep"]["search.space"] == "flaky_spaces:flaky"
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     assert study.trials[0].user_attrs["error"] == "ValueError: no width for this branch"
     assert run_sweep(sweep, storage=url).trials == study.trials  # nothing to resume or retry

@@ -244,8 +244,9 @@ def test_the_sink_records_each_run_stops_when_pruned_and_shows_each_seeds_own_va
     assert sink.errors == {1: "NonFiniteLoss: loss became nan in epoch 2"}
     assert reported(store, trial) == pytest.approx({1: 0.7, 2: 0.2})
     lines = shown.getvalue()
-    assert "seed=2 val_accuracy=0.7000" in lines and "seed=0 val_accuracy=0.2000" in lines
-    assert "seed=1 FAILED: NonFiniteLoss: loss became nan in epoch 2" in lines
+    assert "seed=2 done (1/3 seeds): val_accuracy=0.7000" in lines
+    assert "seed=0 done (2/3 seeds): val_accuracy=0.2000" in lines
+    assert "seed=1 done (3/3 seeds): FAILED: NonFiniteLoss: loss became nan in epoch 2" in lines
 
 
 def test_a_worker_whose_trial_was_taken_over_writes_nothing_more(store):

@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from hpo.errors import MetricNotFound, QueryError  # noqa: E402
 from hpo.results import Results, param_columns  # noqa: E402
@@ -140,7 +140,9 @@ def _trials(results: Results, study: str, metric: str, error: bool) -> Figure:
     curves = _mean_curves(results, study, epochs, metric)
     columns = min(4, len(trials))
     rows = -(-len(trials) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns + 0.6, 2.7 * rows + 0.9),
+    # At least 8 inches wide: the shared legend below needs it with one or two panels.
+    fig, axes = plt.subplots(rows, columns, figsize=(max(8.0, 3.4 * columns + 0.6),
+                                                     max(4.5, 2.7 * rows + 0.9)),
                              sharex=True, sharey=True, squeeze=False)
     for ax, row in zip(axes.flat, trials.to_dict("records"), strict=False):
         number = row["number"]
@@ -156,7 +158,9 @@ def _trials(results: Results, study: str, metric: str, error: bool) -> Figure:
         ax.set_ylabel(_label(metric, error))
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(f"{study}: every trial, each seed's curve and the mean with its 95 % CI")
+    fig.suptitle(f"{study}\nevery trial: each seed's curve, and the mean with its 95 % CI",
+                 fontsize=11)
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs (axes shared)
     fig.tight_layout(rect=(0, 0.08 if rows == 1 else 0.05, 1, 1))
     return fig
 

@@ -232,25 +232,3 @@ def assert_same_study(got: dict, expected: dict) -> None:
     for trial, values in expected["intermediate"].items():
         assert got["intermediate"][trial] == pytest.approx(values, abs=1e-6)
 
-
-# Slow files first. pytest-xdist (--dist loadfile) hands whole files to its workers in the order
-# collected; a slow file handed out last keeps one worker busy while the other has finished.
-# Measured with --durations (each about a minute or more under the full suite).
-SLOW_FIRST = ("tests/training/packs/test_contract.py", "tests/test_shipped_sweeps.py",
-              "tests/test_workers.py", "tests/test_resume.py", "tests/test_pruning.py",
-              "tests/test_cli.py", "tests/test_takeover.py", "tests/test_objective.py",
-              "tests/training/test_packed.py", "tests/test_conditional_space.py")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    root = config.rootpath
-    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-
-    def slowness(item) -> int:
-        try:
-            name = item.path.relative_to(root).as_posix()
-        except ValueError:
-            return len(rank)
-        return rank.get(name, len(rank))
-
-    items.sort(key=slowness)  # stable: each file's tests keep their order

@@ -167,7 +167,7 @@ def study_report(results: Results, study: str | int, published: Sequence[Publish
         columns=columns,
         rows=rows,
         legend=legend,
-        figures=_figures(results, name, trials, params),
+        figures=_figures(results, name, trials, params, trained=runs["epochs"].sum() > 0),
         left_out=[{k: cell(v) for k, v in r.items()} for r in left_out.to_dict("records")],
         pruned=[{"trial": str(r["number"]), "params": _params(r, params),
                  "epoch": cell(r["pruned_at"]), "mean": cell(r["pruned_mean"])}
@@ -345,12 +345,14 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "study"
 
 
-def _figures(results: Results, study: str, trials: pd.DataFrame,
-             params: list[str]) -> list[Figure]:
+def _figures(results: Results, study: str, trials: pd.DataFrame, params: list[str],
+             trained: bool) -> list[Figure]:
+    import matplotlib.pyplot as plt
+
     from hpo.plots import plot
 
-    if results.runs(study)["epochs"].sum() == 0:
-        return []  # nothing trained yet (or not an hpo study)
+    if not trained:
+        return []  # no run recorded an epoch yet (or not an hpo study)
     drawn = [("curves", "Every trial: each seed's curve, and the mean with its 95 % CI band",
               {"kind": "trials"})]
     if params and (trials["state"] == "COMPLETE").any():
@@ -367,8 +369,6 @@ def _figures(results: Results, study: str, trials: pd.DataFrame,
         figure = plot(results, study, **kwargs)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)
-        import matplotlib.pyplot as plt
-
         plt.close(figure)
         figures.append(Figure(name, title, buffer.getvalue()))
     return figures

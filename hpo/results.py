@@ -282,7 +282,6 @@ class Results:
 
         Example:
             >>> r.elapsed("mnist-width")["busy_s"]  # doctest: +SKIP
-            55.2
         """
         name = self.name(study)
         with self.store.engine.connect() as conn:
@@ -346,7 +345,7 @@ class Results:
         """
         name = self.name(study)
         sweep = self.sweep_settings(name)
-        direction = self._study(name).direction.name.lower()
+        direction = self.direction(name)
         metric = metric or sweep.get("study.objective", "val_accuracy")
         reduce = sweep.get("study.reduce", "last")
         epochs = self.epochs(name)  # already sorted by trial, seed, epoch
@@ -460,17 +459,17 @@ class Results:
             sides[side] = (trial, results.seed_values(name, trial, metric, table), reduce)
         (ta, va, ra), (tb, vb, rb) = sides["a"], sides["b"]
         d = stats.difference(va, vb)
+        both = stats.compare(va, vb)  # each side's summary, and the effect sizes
         row: dict = {"study_a": name_a, "trial_a": ta, "study_b": name_b, "trial_b": tb,
                      "metric": metric, "reduce_a": ra, "reduce_b": rb}
-        for side, values in (("a", va), ("b", vb)):
-            summary = stats.summarize(list(values.values()))
-            row.update({f"n_{side}": summary.n, f"mean_{side}": summary.mean,
-                        f"std_{side}": summary.std, f"ci95_low_{side}": summary.ci95_low,
-                        f"ci95_high_{side}": summary.ci95_high})
+        row.update({f"{key}_{side}": both[f"{key}_{side}"] for side in ("a", "b")
+                    for key in ("n", "mean", "std", "ci95_low", "ci95_high")})
+        paired = d.test == "paired"
         row.update({"test": d.test, "n": d.n, "diff": d.diff, "diff_ci95_low": d.ci95_low,
                     "diff_ci95_high": d.ci95_high, "p": d.p,
-                    "effect": "d_z" if d.test == "paired" else "cohens_d",
-                    "effect_size": _effect_size(d.test, va, vb), "untestable": d.untestable})
+                    "effect": "d_z" if paired else "cohens_d",
+                    "effect_size": both["cohens_dz"] if paired else both["cohens_d"],
+                    "untestable": d.untestable})
         return pd.Series(row)
 
     def compare_all(self, study: str | int, metric: str | None = None,
@@ -506,7 +505,7 @@ class Results:
         sweep = self.sweep_settings(name)
         metric = metric or sweep.get("study.objective", "val_accuracy")
         if direction is None:
-            direction = self._study(name).direction.name.lower()
+            direction = self.direction(name)
         elif direction not in ("maximize", "minimize"):
             raise QueryError(f"direction = {direction!r}: expected maximize or minimize")
         trials = self.trials(name)
@@ -591,20 +590,3 @@ def left_out_lines(left_out: pd.DataFrame) -> list[str]:
                           for seed, state in zip(runs["seed"], runs["state"], strict=True))
         lines.append(f"left out of the statistics (runs not COMPLETE): trial {trial}: {seeds}")
     return lines
-
-
-def _effect_size(test: str, a: dict[int, float], b: dict[int, float]) -> float:
-    """Paired: d_z, the mean per-seed difference over its std (common seeds). Welch: Cohen's d,
-    the difference of means over the pooled std (ddof 1). NaN where a std is 0 or undefined."""
-    if test == "paired":
-        common = sorted(set(a) & set(b))
-        diffs = np.array([a[s] - b[s] for s in common], "float64")
-        spread = diffs.std(ddof=1) if diffs.size > 1 else 0.0
-        return float(diffs.mean() / spread) if spread else float("nan")
-    x, y = np.array(list(a.values()), "float64"), np.array(list(b.values()), "float64")
-    if x.size + y.size <= 2:
-        return float("nan")
-    pooled = np.sqrt(((x.size - 1) * (x.var(ddof=1) if x.size > 1 else 0.0)
-                      + (y.size - 1) * (y.var(ddof=1) if y.size > 1 else 0.0))
-                     / (x.size + y.size - 2))
-    return float((x.mean() - y.mean()) / pooled) if pooled else float("nan")

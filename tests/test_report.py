@@ -222,22 +222,21 @@ def test_published_runs_are_tested_with_welch_and_a_mean_alone_against_the_ci(sy
     assert width8.trial == 1
 
 
-def test_bad_published_entries_are_named(tmp_path):
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = 0.5\nstd = 0.1\n',
+     r"published\[0\]: std = 0.1 needs n"),
+    ('[[published]]\nstudy = "q"\nlabel = "x"\nvalu = 0.5\n',
+     r"published\[0\]\.valu: unknown key"),
+    ('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = "0.9"\n',
+     r"published\[0\]\.value = '0.9': expected a number"),
+    ('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = 0.9\nn = 0\n',
+     r"\.n = 0: expected an integer >= 1"),
+    ('[[publised]]\nstudy = "q"\nlabel = "x"\nvalue = 0.9\n', "publised: unknown key"),
+])
+def test_bad_published_entries_are_named(tmp_path, text, expected):
     path = tmp_path / "p.toml"
-    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = 0.5\nstd = 0.1\n')
-    with pytest.raises(HpoError, match=r"published\[0\]: std = 0.1 needs n"):
-        load_published(path)
-    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalu = 0.5\n')
-    with pytest.raises(HpoError, match=r"published\[0\]\.valu: unknown key"):
-        load_published(path)
-    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = "0.9"\n')
-    with pytest.raises(HpoError, match=r"published\[0\]\.value = '0.9': expected a number"):
-        load_published(path)
-    path.write_text('[[published]]\nstudy = "q"\nlabel = "x"\nvalue = 0.9\nn = 0\n')
-    with pytest.raises(HpoError, match=r"\.n = 0: expected an integer >= 1"):
-        load_published(path)
-    path.write_text('[[publised]]\nstudy = "q"\nlabel = "x"\nvalue = 0.9\n')
-    with pytest.raises(HpoError, match="publised: unknown key"):
+    path.write_text(text)
+    with pytest.raises(HpoError, match=expected):
         load_published(path)
 
 

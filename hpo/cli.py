@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw a figure of a study to a PNG file")
     plot.add_argument("study")
     plot.add_argument("--kind", required=True,
-                      choices=["curves", "trials", "param", "compare", "seeds"])
+                      choices=["curves", "trials", "param", "compare", "seeds", "pareto"])
     plot.add_argument("--trial", type=int, help="curves: the trial (default: the best)")
     plot.add_argument("--trials", help="compare: trial numbers, e.g. 0,3,5 (default: all)")
     plot.add_argument("--param", help="param: the parameter on the x axis")
@@ -133,11 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, help="PNG file (default: studies/<STUDY>/<kind>.png)")
     storage_arg(plot, "sqlite:///studies/<STUDY>.db")
 
-    export = commands.add_parser("export", help="write trials, runs or epochs to a file")
+    export = commands.add_parser(
+        "export", help="write trials, runs or epochs to a file, or the kept models to a folder")
     export.add_argument("study")
-    export.add_argument("--what", required=True, choices=["trials", "runs", "epochs"])
-    export.add_argument("--format", required=True, choices=["csv", "parquet", "json"])
-    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--what", required=True, choices=["trials", "runs", "epochs", "models"])
+    export.add_argument("--format", choices=["csv", "parquet", "json"],
+                        help="the file format (trials, runs, epochs)")
+    export.add_argument("--out", required=True, type=Path,
+                        help="the file, or the folder for models (.keras files)")
     storage_arg(export, "sqlite:///studies/<STUDY>.db")
 
     dashboard = commands.add_parser(
@@ -525,9 +528,17 @@ def _flags(*arguments: str, **renamed: str):
 
 
 def _export(args: argparse.Namespace) -> int:
+    from hpo.errors import QueryError
     from hpo.results import Results
 
     with Results(_default_url(args)) as results, _flags("what", fmt="format"):
+        if args.what == "models":
+            frame = results.export_models(args.study, str(args.out))
+            print(f"wrote {len(frame)} kept models (.keras) to {args.out}")
+            return 0
+        if args.format is None:
+            raise QueryError("--format: missing; expected csv, parquet or json for "
+                             f"--what {args.what}")
         frame = results.export(args.study, args.what, args.format, str(args.out))
     print(f"wrote {len(frame)} rows of {args.what} to {args.out}")
     return 0
@@ -544,8 +555,12 @@ def _show_table(url: str, study: str, alpha: float = 0.05, sort: str = "param") 
         trials = results.trials(name, sort=sort)
         versus = results.compare_all(name, alpha=alpha)
         left_out = results.left_out_seeds(name)
+        objectives = results.objectives(name)
     columns, rows, legend = trial_table(trials, versus, left_out)
-    table = Table(title=f"study {name} ({versus.attrs['direction']} mean over seeds)")
+    aims = ", ".join(f"{direction} {metric}" for metric, direction in objectives)
+    title = (f"study {name} ({versus.attrs['direction']} mean over seeds)" if len(objectives) == 1
+             else f"study {name} ({aims}: means over seeds)")
+    table = Table(title=title)
     for column in ["#", *columns[1:]]:
         table.add_column(column, justify="left" if column in ("state", "vs best") else "right")
     for row in rows:

@@ -65,7 +65,8 @@ def uses_sparse_targets(loss: str) -> bool:
     return loss in SPARSE_LOSSES
 
 
-SAMPLERS = ("grid", "random", "tpe", "cmaes", "gp", "qmc")
+KEEP_MODELS = ("best", "all", "none")
+SAMPLERS = ("grid", "random", "tpe", "nsgaii", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "hyperband", "successive_halving")
 # Samplers whose Optuna implementation needs a package beyond Optuna's own dependencies.
 SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
@@ -73,15 +74,48 @@ SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "torch"}
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 
 
+# What an objective may name besides a history key: measures of a run, not of an epoch.
+# params: the model's trainable parameters; epoch_seconds: the run's wall time per epoch.
+RUN_MEASURES = ("params", "epoch_seconds")
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One objective: a history key (or a :data:`RUN_MEASURES` name), its direction, and how
+    a seed's curve becomes one number (``reduce``: its last epoch or its best)."""
+
+    metric: str
+    direction: str
+    reduce: str = "last"
+
+
 @dataclass(frozen=True)
 class StudySpec:
-    """``[study]``: which Optuna study, where, and what it optimizes."""
+    """``[study]``: which Optuna study, where, and what it optimizes.
+
+    ``objectives`` holds every objective, the first being ``objective``/``direction``/
+    ``reduce`` (one, unless ``[study] objectives`` names several: a multi-objective study).
+    """
 
     name: str
     direction: str
     objective: str = "val_accuracy"
     reduce: str = "last"
     storage: str | None = None
+    # Where kept models go: a folder, or "module:function" returning an Optuna ArtifactStore;
+    # None: the folder <study.name>/artifacts beside a SQLite database (hpo.kept_models).
+    artifacts: str | None = None
+    objectives: tuple[ObjectiveSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            object.__setattr__(self, "objectives",
+                               (ObjectiveSpec(self.objective, self.direction, self.reduce),))
+
+    @property
+    def directions(self) -> list[str]:
+        """Each objective's direction, in order."""
+        return [o.direction for o in self.objectives]
 
 
 @dataclass(frozen=True)
@@ -115,6 +149,8 @@ class TrainSpec:
     metrics: tuple[str, ...] = ("accuracy",)
     early_stopping: dict[str, Any] | None = None
     evaluate_test: bool = False
+    # Which trials' trained models are kept as Optuna artifacts (hpo.kept_models).
+    keep_models: str = "best"
 
 
 # The [train] keys: a sampled parameter of one of these names is a training setting, any other
@@ -222,7 +258,8 @@ class Sweep:
         ``protocol.pack_trials`` when it packs several trials (which trials are finished when
         the pruner judges one; true means one trial at a time with a pruner, as before it
         existed). Without a pruner both change the speed, not the numbers, and are left out, as
-        is ``search.n_trials`` (a study may be run on for more trials).
+        are ``search.n_trials`` (a study may be run on for more trials), ``train.keep_models``
+        and ``study.artifacts`` (which models are kept, and where).
         """
         sampler_seed = self.search.seed if self.search.seed is not None else self.protocol.seed
         protocol = {"repeats": self.protocol.repeats, "seed": self.protocol.seed,
@@ -231,12 +268,17 @@ class Sweep:
             protocol["pack"] = self.protocol.pack
             if self.protocol.pack_trials not in (True, False, 1):  # true is one with a pruner
                 protocol["pack_trials"] = self.protocol.pack_trials
+        several = {"study.objectives": [dataclasses.asdict(o) for o in self.study.objectives]
+                   } if len(self.study.objectives) > 1 else {}
         return {
             "study.objective": self.study.objective,
             "study.reduce": self.study.reduce,
+            **several,
             "data": dataclasses.asdict(self.data),
             "model": {"builder": self.model.builder, **self.model.params},
-            "train": {**dataclasses.asdict(self.train), "metrics": list(self.train.metrics)},
+            "train": {**{k: v for k, v in dataclasses.asdict(self.train).items()
+                         if k != "keep_models"},
+                      "metrics": list(self.train.metrics)},
             "protocol": protocol,
             "search": {"sampler": self.search.sampler, "seed": sampler_seed,
                        "pruner": self.search.pruner},

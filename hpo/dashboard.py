@@ -47,15 +47,23 @@ def protocol_note(settings: dict, study: str, direction: str) -> str:
     space = settings.get("search.space") or {}
     if isinstance(space, str):  # define-by-run: the function names the parameters
         space = {"suggested by": space}
+    several = settings.get("study.objectives")
+    value = (f"The trial's value is the mean over its COMPLETE runs (a failed seed is left out) "
+             f"of `{settings.get('study.objective')}` ({settings.get('study.reduce')} epoch per "
+             f"seed, {direction}); its user attributes hold n, mean, var, std, sem and the "
+             "Student-t 95 % CI over the same runs; the intermediate values are the mean "
+             "learning curve.")
+    if several:
+        value = ("The trial's values are the means over its COMPLETE runs (a failed seed is "
+                 "left out) of " + ", ".join(f"`{o['metric']}` ({o['direction']})"
+                                           for o in several)
+                 + "; its user attribute `objectives` holds each one's n, mean, var, std, sem "
+                 "and Student-t 95 % CI over the same runs.")
     return "\n".join([
         f"# {study}: an hpo study",
         "",
         f"Each trial trains its configuration **{repeats} times**, with seeds {seeds} (the same "
-        "seeds in every trial). The trial's value is the mean over its COMPLETE runs (a failed "
-        f"seed is left out) of `{settings.get('study.objective')}` "
-        f"({settings.get('study.reduce')} epoch per seed, {direction}); its user attributes hold "
-        "n, mean, var, std, sem and the Student-t 95 % CI over the same runs; the intermediate "
-        "values are the mean learning curve.",
+        f"seeds in every trial). {value}",
         "",
         f"- **Dataset**: `{data.get('dataset')}`, validation = {data.get('validation')}"
         + (f", {limits}" if limits else ""),
@@ -88,11 +96,12 @@ def annotate(results: Results, study: str) -> int:
     if not settings:
         return 0  # not an hpo study: leave it as Optuna made it
     objective = settings.get("study.objective", "val_accuracy")
+    objectives = results.objectives(name)
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 3.2 to 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        loaded.set_metric_names([objective])
-    optuna_dashboard.save_note(loaded, protocol_note(settings, name,
-                                                     loaded.direction.name.lower()))
+        loaded.set_metric_names([metric for metric, _ in objectives])
+    optuna_dashboard.save_note(loaded, protocol_note(settings, name, ", ".join(
+        direction for _, direction in objectives)))
     params = {t.number: t.params for t in loaded.get_trials(deepcopy=False)}
     base = objective.removeprefix("val_").removeprefix("test_")
     epochs = results.epochs(name)
@@ -125,10 +134,16 @@ def annotate(results: Results, study: str) -> int:
 def serve(storage: str, study: str | None = None, host: str = "127.0.0.1",
           port: int = 8080) -> None:
     """Annotate ``study`` (without it, every study) of ``storage`` and run optuna-dashboard on
-    ``storage``: the dashboard lists every study of the database either way."""
+    ``storage``: the dashboard lists every study of the database either way. Its trial pages
+    list the kept models of ``study`` (or of the database's only study): optuna-dashboard
+    serves one artifact store, and each study has its own."""
     _require()
     with Results(storage) as results:
-        for name in [results.name(study)] if study else results.study_names():
+        names = [results.name(study)] if study else results.study_names()
+        for name in names:
             annotate(results, name)
+        artifacts = None
+        if len(names) == 1:
+            artifacts = results.artifact_store(names[0])
     print(f"optuna-dashboard on http://{host}:{port}/dashboard (Ctrl-C stops it)", flush=True)
-    optuna_dashboard.run_server(storage, host=host, port=port)
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifacts)

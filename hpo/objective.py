@@ -6,13 +6,15 @@ over seeds of the reduced objective), its spread (user attributes) and its mean 
 (intermediate values).
 
 While seeds train, the trainer reports to a :class:`TrialSink` (hpo's
-:class:`~hpo.training.job.RunSink`), made of three parts called in this order:
+:class:`~hpo.training.job.RunSink`), made of these parts, called in this order:
 
 - :class:`RunRecording` writes each run's start, epochs and end to hpo's tables, every write
   fenced by the worker's claim on the trial (:mod:`hpo.store.lease`);
 - :class:`EpochPruning` collects the objective per seed and, once every seed training now has
   ended an epoch, reports their mean to Optuna for that epoch, once, and asks the pruner;
-- the display, a :class:`~hpo.progress.Progress`, whose methods carry the sink's names.
+- the display, a :class:`~hpo.progress.Progress`, whose methods carry the sink's names;
+- :class:`ModelKeeping` (unless ``keep_models = "none"``) copies each run's model when it is
+  trained and stores it (:mod:`hpo.kept_models`) just before the run is recorded COMPLETE.
 
 Example (the pruning part alone, on a real study):
     >>> import os, tempfile, optuna
@@ -44,15 +46,22 @@ from dataclasses import dataclass
 import optuna
 
 from hpo import interrupts
-from hpo.config import Sweep
+from hpo.config import ObjectiveSpec, Sweep, TrainSpec
 from hpo.datasets.prepare import DataSource
 from hpo.errors import LeaseLost, RunError
+from hpo.kept_models import ModelKeeper, Snapshot, snapshot
 from hpo.models import builders
 from hpo.progress import Progress
 from hpo.stats import mean_curve, reduce_history, summarize
 from hpo.store.lease import Claim
 from hpo.store.recorder import Recorder
-from hpo.study import ERROR_ATTR, FAILED_SEEDS_ATTR, PRUNED_AT_ATTR, SEEDS_ATTR
+from hpo.study import (
+    ERROR_ATTR,
+    FAILED_SEEDS_ATTR,
+    OBJECTIVES_ATTR,
+    PRUNED_AT_ATTR,
+    SEEDS_ATTR,
+)
 from hpo.training.dispatch import train_trials
 from hpo.training.job import TrainingJob
 
@@ -82,9 +91,10 @@ class Objective:
     """
 
     def __init__(self, sweep: Sweep, data: DataSource, recorder: Recorder,
-                 storage: optuna.storages.BaseStorage, progress: Progress) -> None:
+                 storage: optuna.storages.BaseStorage, progress: Progress,
+                 keeper: ModelKeeper | None = None) -> None:
         self.sweep, self.data, self.recorder = sweep, data, recorder
-        self.storage, self.progress = storage, progress
+        self.storage, self.progress, self.keeper = storage, progress, keeper
         self.build = builders.resolve(sweep.model.builder)
 
     def __call__(self, trial: optuna.Trial, claim: Claim) -> float:
@@ -122,7 +132,9 @@ class Objective:
         recording = RunRecording(self.recorder, claim)
         prune_on = sweep.study.objective if sweep.search.pruner != "none" else None
         pruning = EpochPruning(trial, self.storage, prune_on, recording.hold)
-        sink = TrialSink(recording, pruning, self.progress, trial.number)
+        keeping = (ModelKeeping(self.keeper, trial, spec, recording.hold, self.progress)
+                   if self.keeper is not None else None)
+        sink = TrialSink(recording, pruning, self.progress, trial.number, keeping)
         sink.errors.update({s: r.error or "failed" for s, r in reused.items() if r.state == "FAIL"})
         return TrialWork(
             trial=trial, job=TrainingJob(self.build, model_params, spec, self.data),
@@ -139,8 +151,9 @@ class Objective:
         for work, histories in zip(todo, trained, strict=True):
             work.histories.update(histories)
 
-    def finish(self, work: TrialWork) -> float:
-        """The trained trial's value; its spread and mean curve are set on the trial.
+    def finish(self, work: TrialWork) -> float | list[float]:
+        """The trained trial's value (one per objective when there are several); its spread
+        and mean curve are set on the trial.
 
         Raises what :meth:`__call__` documents.
         """
@@ -164,15 +177,38 @@ class Objective:
                 f"fewer than protocol.min_repeats = {sweep.protocol.min_repeats}; "
                 f"first failure: {first}"
             )
-        curves = [histories[s][objective] for s in completed]
-        reduced = [reduce_history(c, sweep.study.reduce, sweep.study.direction) for c in curves]
-        summary = summarize(reduced)
-        for key, value in summary.as_dict().items():
+        summaries = [summarize(self._per_seed(work, spec, completed))
+                     for spec in sweep.study.objectives]
+        for key, value in summaries[0].as_dict().items():
             trial.set_user_attr(key, value)
-        if not objective.startswith("test_"):  # test_* is measured once, after training
-            self._set_mean_curve(trial, curves)
-        self.progress.trial_finished(trial.number, summary)
-        return summary.mean
+        if len(summaries) > 1:
+            trial.set_user_attr(OBJECTIVES_ATTR, [
+                {"metric": spec.metric, "direction": spec.direction, **summary.as_dict()}
+                for spec, summary in zip(sweep.study.objectives, summaries, strict=True)])
+        elif objective in sweep.history_keys and not objective.startswith("test_"):
+            # the mean curve (test_* is measured once, after training; run measures once a run)
+            self._set_mean_curve(trial, [histories[s][objective] for s in completed])
+        self.progress.trial_finished(trial.number, summaries[0])
+        means = [summary.mean for summary in summaries]
+        return means[0] if len(means) == 1 else means
+
+    def _per_seed(self, work: TrialWork, spec: ObjectiveSpec, seeds: list[int]) -> list[float]:
+        """One objective's value for each completed seed: its history reduced, or a run
+        measure (:data:`hpo.config.RUN_MEASURES`)."""
+        if spec.metric == "params":
+            return [float(self._trainable_params(work.job))] * len(seeds)
+        if spec.metric == "epoch_seconds":
+            times = self.recorder.wall_times(work.trial._trial_id)
+            return [math.nan if times[s][0] is None else times[s][0] / times[s][1]
+                    for s in seeds]
+        return [reduce_history(work.histories[s][spec.metric], spec.reduce, spec.direction)
+                for s in seeds]
+
+    def _trainable_params(self, job: TrainingJob) -> int:
+        """The trainable parameters of the trial's model (built once more: a resumed trial's
+        reused seeds have no model in this process)."""
+        model = job.build(self.data.input_shape, self.data.n_classes, **job.model_params)
+        return int(sum(math.prod(w.shape) for w in model.trainable_weights))
 
     def _set_mean_curve(self, trial: optuna.Trial, curves: list[list[float]]) -> None:
         """Make the trial's intermediate values its mean curve over *all* completed seeds,
@@ -202,9 +238,11 @@ class RunRecording:
         """Commit every metric of the seed's finished ``epoch``."""
         self.recorder.record_epoch(self.claim, self.run_ids[seed], epoch, logs)
 
-    def run_finished(self, seed: int, state: str, error: str | None) -> None:
-        """Mark the seed's run ``state`` (COMPLETE, FAIL or PRUNED) with its error."""
-        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error)
+    def run_finished(self, seed: int, state: str, error: str | None,
+                     model: tuple[str, int] | None = None) -> None:
+        """Mark the seed's run ``state`` (COMPLETE, FAIL or PRUNED) with its error, and record
+        its kept ``model`` (artifact id, epoch) in the same transaction."""
+        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error, model)
 
     def hold(self) -> None:
         """Raise :class:`~hpo.errors.LeaseLost` unless the claim still holds the trial: the
@@ -265,6 +303,39 @@ class EpochPruning:
             self.pruned_at = epoch
 
 
+class ModelKeeping:
+    """The kept-models part of a trial's sink (:mod:`hpo.kept_models`): each run's model at its
+    end, copied when the trainer hands it over and uploaded when the run ends COMPLETE.
+
+    ``hold`` raises :class:`~hpo.errors.LeaseLost` unless this worker still holds the trial; it
+    is called before each upload, since Optuna's writes are not fenced.
+    """
+
+    def __init__(self, keeper: ModelKeeper, trial: optuna.Trial, spec: TrainSpec,
+                 hold: Callable[[], None], display: Progress) -> None:
+        self.keeper, self.trial, self.spec, self.hold = keeper, trial, spec, hold
+        self.display = display
+        self.snapshots: dict[int, Snapshot] = {}
+
+    def run_trained(self, seed: int, epoch: int, model) -> None:
+        """Copy the run's weights: a packed replica's may change after its run ended."""
+        self.snapshots[seed] = snapshot(model, epoch)
+
+    def upload(self, seed: int) -> tuple[str, int] | None:
+        """Store the seed's model: (artifact id, epoch), or None when there is none or it
+        cannot be saved (a model Keras cannot clone or save loses its file, not its run)."""
+        kept = self.snapshots.pop(seed, None)
+        if kept is None:
+            return None
+        self.hold()
+        try:
+            return self.keeper.upload(self.trial, seed, kept, self.spec), kept.epoch
+        except Exception as exc:  # the user's model may not serialize; the run stays recorded
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.display.note(f"  seed {seed}: its model was not kept ({reason})")
+            return None
+
+
 class TrialSink:
     """One trial's :class:`~hpo.training.job.RunSink`: recording, then pruning, then display.
 
@@ -278,9 +349,10 @@ class TrialSink:
     """
 
     def __init__(self, recording: RunRecording, pruning: EpochPruning, display: Progress,
-                 number: int | None = None) -> None:
+                 number: int | None = None, keeping: ModelKeeping | None = None) -> None:
         self.recording, self.pruning, self.display = recording, pruning, display
         self.number = number  # the trial's, for the display
+        self.keeping = keeping
         self.errors: dict[int, str] = {}
         self.lost: LeaseLost | None = None
 
@@ -320,13 +392,22 @@ class TrialSink:
             with self._held():
                 self.pruning.epoch_ended(epoch)
 
+    def run_trained(self, seed: int, epoch: int, model) -> None:
+        """The run of ``seed`` ends with ``model``'s weights (of ``epoch``): kept if models are."""
+        if self.lost is None and self.keeping is not None:
+            self.keeping.run_trained(seed, epoch, model)
+
     def run_finished(self, seed: int, error: str | None) -> None:
-        """The run of ``seed`` ended, with ``error`` if it failed: record its state, show it."""
+        """The run of ``seed`` ended, with ``error`` if it failed: store its model if it
+        completed and models are kept, record its state (and the model), show it."""
         if self.lost is not None:
             return
         state = "FAIL" if error else "PRUNED" if self.stopping else "COMPLETE"
         with self._held():
-            self.recording.run_finished(seed, state, error)
+            model = None
+            if state == "COMPLETE" and self.keeping is not None:
+                model = self.keeping.upload(seed)
+            self.recording.run_finished(seed, state, error, model)
             if error:
                 self.errors[seed] = error
             self.display.run_finished(seed, error, trial=self.number)

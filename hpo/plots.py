@@ -13,7 +13,9 @@
 - ``compare``: several trials' mean validation curves with their bands, in the order of their
   parameter values;
 - ``seeds``: every COMPLETE trial's per-seed values beside its mean and CI, the trials in the
-  order of their parameter values, each labelled with its number and parameters.
+  order of their parameter values, each labelled with its number and parameters;
+- ``pareto`` (several objectives): each COMPLETE trial at its first two objectives' means with
+  their 95 % CI bars, the Pareto front (Optuna's, over every objective) marked and joined.
 
 ``param`` and ``seeds`` reduce each run as the study reduces its objective, and their means and
 CIs are over each trial's COMPLETE runs only (:meth:`hpo.Results.seed_table`): the sample of the
@@ -49,7 +51,7 @@ from hpo.errors import MetricNotFound, QueryError  # noqa: E402
 from hpo.results import Results, param_columns  # noqa: E402
 from hpo.stats import summarize  # noqa: E402
 
-KINDS = ("curves", "trials", "param", "compare", "seeds")
+KINDS = ("curves", "trials", "param", "compare", "seeds", "pareto")
 
 
 def plot(results: Results, study: str, kind: str, *, trial: int | None = None,
@@ -69,6 +71,8 @@ def plot(results: Results, study: str, kind: str, *, trial: int | None = None,
         return _param(results, name, param, metric, error)
     if kind == "compare":
         return _compare(results, name, trials, metric, error)
+    if kind == "pareto":
+        return _pareto(results, name)
     return _seeds(results, name, metric, error)
 
 
@@ -448,3 +452,39 @@ def _seeds(results: Results, study: str, metric: str, error: bool) -> Figure:
     xlabel = f"trial (#number, {', '.join(params)})" if params else "trial"
     return _finish(fig, ax, f"{study}: {_label(metric, error)} of every seed, per trial", xlabel,
                    f"{_label(metric, error)} ({_reduce(results, study)} epoch per seed)")
+
+
+def _pareto(results: Results, study: str) -> Figure:
+    trials = results.trials(study)
+    objectives = results.objectives(study)
+    if "pareto" not in trials.columns:
+        raise QueryError.about("kind", "pareto", f"study {study!r} has one objective; the "
+                               "Pareto front needs several ([study] objectives)")
+    (x, x_dir), (y, y_dir) = objectives[:2]
+    complete = trials[trials["state"] == "COMPLETE"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for on_front, label, color in ((False, "COMPLETE trial", "tab:gray"),
+                                   (True, "Pareto front", "tab:red")):
+        part = complete[complete["pareto"] == on_front]
+        if part.empty:
+            continue
+        ax.errorbar(part[f"{x}.mean"], part[f"{y}.mean"], xerr=_ci_bars(part, x),
+                    yerr=_ci_bars(part, y), fmt="o", color=color, capsize=3,
+                    label=f"{label}: means ± 95 % CI over seeds")
+        for row in part.to_dict("records"):
+            ax.annotate(f"#{row['number']}", (row[f"{x}.mean"], row[f"{y}.mean"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+    front = complete[complete["pareto"]].sort_values(f"{x}.mean")
+    if len(front) > 1:
+        ax.plot(front[f"{x}.mean"], front[f"{y}.mean"], color="tab:red", alpha=0.4)
+    others = f" (front over all {len(objectives)} objectives)" if len(objectives) > 2 else ""
+    return _finish(fig, ax, f"{study}: {x} against {y}{others}", f"{x} ({x_dir})",
+                   f"{y} ({y_dir})")
+
+
+def _ci_bars(part: pd.DataFrame, metric: str) -> np.ndarray:
+    """(2, n) distances from each mean to its CI's ends; 0 where there is no CI (one seed)."""
+    mean = part[f"{metric}.mean"].to_numpy()
+    low = np.nan_to_num(mean - part[f"{metric}.ci95_low"].to_numpy())
+    high = np.nan_to_num(part[f"{metric}.ci95_high"].to_numpy() - mean)
+    return np.vstack([low, high])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,19 @@ class Registry:
                 "or 'package.module:function'"
             )
         return import_callable(self.key, target)
+
+
+_FUNCTION_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_function_path(value: str) -> bool:
+    """True when ``value`` reads as ``"package.module:function"`` (not a file path).
+
+    Example:
+        >>> is_function_path("mypkg.stores:s3"), is_function_path("studies/x/artifacts")
+        (True, False)
+    """
+    return bool(_FUNCTION_PATH.fullmatch(value))
 
 
 def import_callable(key: str, path: str) -> Callable[..., Any]:

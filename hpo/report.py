@@ -30,6 +30,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -187,6 +188,9 @@ def trial_table(trials: pd.DataFrame, versus: pd.DataFrame, left_out: pd.DataFra
     the epoch the pruner stopped it at, in parentheses. ``epochs`` (trial → text) adds a
     column of the epochs each trial's runs trained."""
     params = param_columns(trials)
+    # With several objectives: the others' means, and the Pareto front.
+    others = ([c.removesuffix(".mean") for c in trials.columns if c.endswith(".mean")][1:]
+              if "pareto" in trials.columns else [])
     best = versus.attrs["best"]
     verdicts = dict(zip(versus["trial"], versus["verdict"], strict=True))
     rows, pruned = [], False
@@ -201,17 +205,31 @@ def trial_table(trials: pd.DataFrame, versus: pd.DataFrame, left_out: pd.DataFra
               else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
         rows.append([str(row["number"]), row["state"], *(cell(row[p]) for p in params), mean,
                      ci, "" if missing(row["n"]) else str(row["n"]),
+                     *(_mean_std(row, metric) for metric in others),
+                     *(["◆" if row["pareto"] else ""] if others else []),
                      *([epochs.get(row["number"], "")] if epochs is not None else []),
                      "★ best" if row["number"] == best else verdicts.get(row["number"], "")])
     complete = trials.loc[trials["state"] == "COMPLETE", "number"]
     legend = versus_legend(versus) + left_out_lines(left_out[left_out["trial"].isin(complete)])
+    if others:
+        legend.append("◆ Pareto front: COMPLETE trials that no other COMPLETE trial matches or "
+                      "beats in every objective's mean while beating it in one (Optuna's "
+                      "study.best_trials); ★ best and vs best are about the first objective")
     if pruned:
         legend.append("(… at epoch e): a PRUNED trial's partial mean, the value its pruner "
                       "judged at the epoch it stopped the trial (over the seeds training then: "
                       "all of them when they train together); not comparable with a final mean")
     columns = ["trial", "state", *params, "mean ± std", "95 % CI", "n",
+               *(f"{metric} mean ± std" for metric in others), *(["Pareto"] if others else []),
                *(["epochs"] if epochs is not None else []), "vs best"]
     return columns, rows, legend
+
+
+def _mean_std(row: Mapping[str, Any], metric: str) -> str:
+    mean, std = row[f"{metric}.mean"], row[f"{metric}.std"]
+    if missing(mean):
+        return ""
+    return f"{mean:.6g}" + ("" if missing(std) else f" ± {std:.4g}")
 
 
 def reproduce(results: Results, study: str, published: Published,

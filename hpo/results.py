@@ -9,6 +9,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,11 +19,11 @@ import pandas as pd
 import sqlalchemy as sa
 from scipy import stats as scipy_stats
 
-from hpo import stats
+from hpo import kept_models, stats
 from hpo.errors import MetricNotFound, QueryError, StudyNotFound
 from hpo.stats import Summary
 from hpo.store import Store
-from hpo.study import PRUNED_AT_ATTR, SKIPPED_ATTR, SWEEP_ATTR
+from hpo.study import OBJECTIVES_ATTR, PRUNED_AT_ATTR, SKIPPED_ATTR, SWEEP_ATTR
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
 _COMPARE_ALL_COLUMNS = ["trial", "best", "n", "n_best", "diff", "diff_ci95_low", "diff_ci95_high",
@@ -61,14 +63,30 @@ _RUNS_PER_STUDY_SQL = sa.text(
 )
 
 
+_MODELS_SQL = sa.text(
+    """
+    SELECT t.number AS trial, r.seed AS seed, m.epoch AS epoch, m.artifact_id AS artifact_id
+    FROM hpo_models m
+    JOIN hpo_runs r ON r.run_id = m.run_id
+    JOIN trials t ON t.trial_id = r.trial_id
+    JOIN studies s ON s.study_id = t.study_id
+    WHERE s.study_name = :study
+    ORDER BY t.number, r.seed
+    """
+)
+
+
 _SORTS = ("trial", "param", "value")
 _PRUNED_COLUMNS = ["pruned_at", "pruned_mean"]
-_NOT_PARAMS = frozenset({"number", "state", *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS})
+_OBJECTIVE_COLUMNS = ["mean", "std", "ci95_low", "ci95_high", "n"]
+_NOT_PARAMS = frozenset({"number", "state", *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS,
+                         "pareto"})
 
 
 def param_columns(trials: pd.DataFrame) -> list[str]:
-    """The parameter columns of a :meth:`Results.trials` frame, in order."""
-    return [c for c in trials.columns if c not in _NOT_PARAMS]
+    """The parameter columns of a :meth:`Results.trials` frame, in order (an objective's
+    ``metric.mean`` columns have a dot, which no parameter name has)."""
+    return [c for c in trials.columns if c not in _NOT_PARAMS and "." not in c]
 
 
 def _sort_by(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
@@ -163,6 +181,12 @@ class Results:
         ci95_low, ci95_high, value, pruned_at, pruned_mean. ``where`` keeps the trials with
         these param values.
 
+        With several objectives, n ... value are the first objective's, and each objective
+        ``m`` (the first too) has columns ``m.mean``, ``m.std``, ``m.ci95_low``, ``m.ci95_high``
+        and ``m.n``; ``pareto`` is True for the trials of the Pareto front (Optuna's
+        ``study.best_trials``: COMPLETE, and no other COMPLETE trial is at least as good in
+        every objective's mean and better in one).
+
         The statistics are over the trial's COMPLETE runs and are NaN for a trial that did not
         complete. A PRUNED trial has instead ``pruned_at`` (the epoch at which the pruner
         stopped it) and ``pruned_mean`` (the mean over its seeds of the objective at that epoch:
@@ -183,20 +207,29 @@ class Results:
         trials = [t for t in loaded.get_trials(deepcopy=False)
                   if SKIPPED_ATTR not in t.user_attrs]
         params = sorted({name for t in trials for name in t.params})
+        several = len(loaded.directions) > 1
+        objectives = (self.objectives(loaded.study_name) if several else [])
         rows = []
         for t in trials:
             row = {"number": t.number, "state": t.state.name}
             row.update({name: t.params.get(name) for name in params})
             row.update({key: t.user_attrs.get(key) for key in _STAT_COLUMNS})
-            row["value"] = t.value
+            row["value"] = t.values[0] if t.values else None
+            for objective in t.user_attrs.get(OBJECTIVES_ATTR, []) if several else []:
+                row.update({f"{objective['metric']}.{key}": objective.get(key)
+                            for key in _OBJECTIVE_COLUMNS})
             if t.state == optuna.trial.TrialState.PRUNED:
                 row["pruned_at"] = t.user_attrs.get(PRUNED_AT_ATTR, t.last_step)
                 row["pruned_mean"] = t.intermediate_values.get(row["pruned_at"])
             rows.append(row)
-        columns = ["number", "state", *params, *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS]
+        extra = [f"{metric}.{key}" for metric, _ in objectives for key in _OBJECTIVE_COLUMNS]
+        columns = ["number", "state", *params, *_STAT_COLUMNS, "value", *_PRUNED_COLUMNS, *extra]
         frame = pd.DataFrame(rows, columns=columns)
-        for column in _STAT_COLUMNS[1:] + ["value", "pruned_mean"]:
+        for column in _STAT_COLUMNS[1:] + ["value", "pruned_mean"] + extra:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        if several:  # Optuna's Pareto front of the COMPLETE trials' values (the means)
+            front = {t.number for t in loaded.best_trials}
+            frame["pareto"] = frame["number"].isin(front)
         for column in ("n", "pruned_at"):
             frame[column] = frame[column].astype("Int64")
         for param, value in (where or {}).items():
@@ -211,7 +244,7 @@ class Results:
             # intermediate value, a partial mean not to be ranked with the others), by number.
             ranked = frame["value"].where(frame["state"] == "COMPLETE")
             order = ranked.sort_values(
-                ascending=loaded.direction == optuna.study.StudyDirection.MINIMIZE,
+                ascending=loaded.directions[0] == optuna.study.StudyDirection.MINIMIZE,
                 na_position="last", kind="stable").index
             frame = frame.loc[order]
         return frame.reset_index(drop=True)
@@ -409,8 +442,33 @@ class Results:
         return pd.Series({"trial_a": a, "trial_b": b, **result})
 
     def direction(self, study: str | int) -> str:
-        """The study's direction: "maximize" or "minimize"."""
-        return self._study(study).direction.name.lower()
+        """The study's direction: "maximize" or "minimize" (its first objective's)."""
+        return self._study(study).directions[0].name.lower()
+
+    def objectives(self, study: str | int) -> list[tuple[str, str]]:
+        """The study's objectives, in order: (metric, direction) each."""
+        loaded = self._study(study)
+        settings = loaded.user_attrs.get(SWEEP_ATTR, {})
+        stored = settings.get("study.objectives") or [
+            {"metric": settings.get("study.objective", "value"),
+             "direction": loaded.directions[0].name.lower()}]
+        return [(o["metric"], o["direction"]) for o in stored]
+
+    def pareto(self, study: str | int) -> pd.DataFrame:
+        """The trials of the Pareto front (:meth:`trials` rows with ``pareto`` True), sorted
+        by the first objective's mean, best first.
+
+        Raises:
+            QueryError: the study has one objective (its front is its best trial).
+        """
+        name = self.name(study)
+        frame = self.trials(name)
+        if "pareto" not in frame:
+            raise QueryError(f"study {name!r}: one objective; a Pareto front needs several "
+                             "([study] objectives)")
+        front = frame[frame["pareto"]]
+        return front.sort_values("value", ascending=self.direction(name) == "minimize",
+                                 kind="stable").reset_index(drop=True)
 
     def best_trial(self, study: str | int) -> int:
         """The number of the study's COMPLETE trial with the best value (by its direction)."""
@@ -526,6 +584,70 @@ class Results:
                            metric=metric, direction=direction,
                            reduce=sweep.get("study.reduce", "last"))
         return frame
+
+    def models(self, study: str | int) -> pd.DataFrame:
+        """The kept models (``[train] keep_models``): one row per kept run, by trial and seed:
+        trial, seed, epoch (of its weights: the last, or the one early stopping restored),
+        artifact_id, and path (the file, for a folder store; None for others).
+
+        Example:
+            >>> r.models("mnist-q6")  # doctest: +SKIP
+               trial  seed  epoch                           artifact_id                  path
+            0      3     0      5  6f1c...                               studies/mnist-q6/...
+        """
+        name = self.name(study)
+        if "hpo_models" not in self.store.table_names():  # a database from an earlier hpo
+            rows = []
+        else:
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(_MODELS_SQL, {"study": name}).all()
+        frame = pd.DataFrame(rows, columns=["trial", "seed", "epoch", "artifact_id"])
+        store = self.artifact_store(name) if rows else None
+        frame["path"] = [kept_models.file_path(store, a) for a in frame["artifact_id"]]
+        return frame
+
+    def load_model(self, study: str | int, trial: int, seed: int):
+        """The kept model of ``trial``'s run of ``seed``, loaded with
+        ``keras.saving.load_model`` (compiled with the trial's optimizer, loss and metrics).
+
+        Raises:
+            QueryError: that run has no kept model (``keep_models``, or not the best trial).
+        """
+        import keras
+
+        models = self.models(study)
+        row = models[(models["trial"] == trial) & (models["seed"] == seed)]
+        if row.empty:
+            kept = ", ".join(f"{t}:{s}" for t, s in zip(models["trial"], models["seed"],
+                                                        strict=True)) or "none"
+            raise QueryError(f"trial {trial} seed {seed}: no kept model in study "
+                             f"{self.name(study)!r}; kept (trial:seed): {kept}")
+        with tempfile.TemporaryDirectory(prefix="hpo-model-") as folder:
+            path = self._download(study, row["artifact_id"].iloc[0], folder, "model.keras")
+            return keras.saving.load_model(path)
+
+    def artifact_store(self, study: str | int):
+        """The Optuna artifact store holding ``study``'s kept models (``[study] artifacts``,
+        else the default beside the database; see :mod:`hpo.kept_models`)."""
+        return kept_models.open_store(
+            kept_models.study_location(self._study(study), self.store.url))
+
+    def _download(self, study: str | int, artifact_id: str, folder: str, filename: str) -> str:
+        path = os.path.join(folder, filename)
+        optuna.artifacts.download_artifact(artifact_store=self.artifact_store(study),
+                                           artifact_id=artifact_id, file_path=path)
+        return path
+
+    def export_models(self, study: str | int, folder: str) -> pd.DataFrame:
+        """Copy every kept model of ``study`` to ``folder`` as
+        ``trial-<n>-seed-<s>-epoch-<e>.keras``; return :meth:`models` with a ``file`` column."""
+        models = self.models(study)
+        os.makedirs(folder, exist_ok=True)
+        files = []
+        for row in models.itertuples():
+            filename = f"trial-{row.trial}-seed-{row.seed}-epoch-{row.epoch}.keras"
+            files.append(self._download(study, row.artifact_id, folder, filename))
+        return models.assign(file=files)
 
     def export(self, study: str | int, what: str, fmt: str, path: str) -> pd.DataFrame:
         """Write ``trials``, ``runs`` or ``epochs`` of ``study`` as csv, parquet or json."""

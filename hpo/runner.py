@@ -48,6 +48,7 @@ from hpo.config import Sweep
 from hpo.datasets import loaders
 from hpo.datasets.prepare import DataSource
 from hpo.errors import LeaseLost, RunError, SweepError
+from hpo.kept_models import ModelKeeper
 from hpo.models import builders
 from hpo.objective import Objective
 from hpo.progress import NullProgress, Progress
@@ -80,14 +81,19 @@ def run_sweep(
     progress = progress or NullProgress()
     data = load_data(sweep)  # before the database: a missing data file must change nothing
     check_builder(sweep, data)
-    store = Store.open(storage or sweep.storage_url, create=True)
+    url = storage or sweep.storage_url
+    keeper = ModelKeeper.for_sweep(sweep, url)
+    store = Store.open(url, create=True)
     try:
         study = open_study(sweep, store)
+        if keeper is not None:
+            keeper.attach(study, store.engine, sweep.study.artifacts)
         target = n_trials if n_trials is not None else sweep.n_trials
         if isinstance(study.sampler, optuna.samplers.GridSampler):
             target = min(target, sweep.search.space.grid_size())
         leases = Leases(store.engine)
-        objective = Objective(sweep, data, Recorder(store.engine), store.optuna, progress)
+        objective = Objective(sweep, data, Recorder(store.engine), store.optuna, progress,
+                              keeper)
         finished = len(_counted(study, FINISHED))
         progress.sweep_started(sweep, max(0, target - finished), finished)
         warning = pruner_warning(sweep)
@@ -138,7 +144,8 @@ def trials_at_once(sweep: Sweep) -> int:
     (:func:`~hpo.training.dispatch.train_trials`). With a pruner, true means one:
     Optuna's pruners judge a trial against COMPLETE trials only, so trials trained together
     cannot prune each other and the first batch could not be pruned at all; an int still
-    packs that many (fewer trials pruned, sooner results).
+    packs that many (fewer trials pruned, sooner results). An ``epoch_seconds`` objective
+    means one: a trial's time must be its own.
 
     Example:
         >>> from pathlib import Path
@@ -154,6 +161,8 @@ def trials_at_once(sweep: Sweep) -> int:
     protocol = sweep.protocol
     if protocol.pack is False or protocol.pack_trials is False:
         return 1
+    if any(o.metric == "epoch_seconds" for o in sweep.study.objectives):
+        return 1  # a trial's time is its own only when no other trial shares its pack
     if protocol.pack is not True and protocol.pack < protocol.repeats:
         return 1  # each trial's seeds need several packs: no trials would share one
     if sweep.search.sampler not in INDEPENDENT_SAMPLERS:
@@ -265,6 +274,8 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, value_
         leases.check(claim)
     except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
         _taken_over(trial, claim, exc, objective, progress)
+    if objective.keeper is not None:  # the told trial may have superseded the best's models
+        objective.keeper.prune(study)
 
 
 def _raise(exc: Exception) -> None:

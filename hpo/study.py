@@ -57,6 +57,9 @@ SEEDS_ATTR = "seeds"  # the protocol's seeds, in order
 PRUNED_AT_ATTR = "pruned_at_epoch"  # the epoch at which the pruner stopped the trial
 FAILED_SEEDS_ATTR = "failed_seeds"  # the seeds whose run failed, sorted
 ERROR_ATTR = "error"  # the first failed seed's error, when too few seeds completed
+# With several objectives: each one's metric, direction and statistics (n, mean, std, ...), in
+# order; the first one's are also the trial's plain n, mean, std, ... attributes.
+OBJECTIVES_ATTR = "objectives"
 
 
 def open_study(sweep: Sweep, store: Store) -> optuna.Study:
@@ -76,7 +79,7 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
         try:
             study = optuna.create_study(
                 study_name=name, storage=store.optuna, sampler=sampler, pruner=pruner,
-                direction=sweep.study.direction,
+                directions=sweep.study.directions,
             )
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another worker created it a moment ago
@@ -86,11 +89,15 @@ def open_study(sweep: Sweep, store: Store) -> optuna.Study:
             return study
     study = optuna.load_study(study_name=name, storage=store.optuna, sampler=sampler,
                               pruner=pruner)
-    stored_direction = study.direction.name.lower()
-    if stored_direction != sweep.study.direction:
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != sweep.study.directions:
+        several = len(stored_directions) > 1 or len(sweep.study.directions) > 1
+        key, given, stored = (("study.objectives directions", sweep.study.directions,
+                               stored_directions) if several else
+                              ("study.direction", sweep.study.direction, stored_directions[0]))
         raise SweepError(
-            f"study.direction = {sweep.study.direction!r}: study {name!r} in {store.url} "
-            f"was created with {stored_direction!r}; use another study name or storage"
+            f"{key} = {given!r}: study {name!r} in {store.url} "
+            f"was created with {stored!r}; use another study name or storage"
         )
     stored = study.user_attrs.get(SWEEP_ATTR)
     if stored is None and not study.get_trials(deepcopy=False):
@@ -211,6 +218,7 @@ _SAMPLERS: dict[str, Callable[[Sweep, int], optuna.samplers.BaseSampler]] = {
     "grid": lambda sweep, seed: _GridSampler(sweep.search.space.grid(), seed=seed),
     "random": lambda sweep, seed: optuna.samplers.RandomSampler(seed=seed),
     "tpe": lambda sweep, seed: optuna.samplers.TPESampler(seed=seed),
+    "nsgaii": lambda sweep, seed: optuna.samplers.NSGAIISampler(seed=seed),
     "cmaes": lambda sweep, seed: optuna.samplers.CmaEsSampler(seed=seed),
     "gp": lambda sweep, seed: optuna.samplers.GPSampler(seed=seed),
     "qmc": lambda sweep, seed: optuna.samplers.QMCSampler(seed=seed),

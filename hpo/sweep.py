@@ -31,17 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config import (
+    KEEP_MODELS,
     LOSSES,
     METRICS,
     ONE_HOT_METRICS,
     OPTIMIZERS,
     PRUNERS,
+    RUN_MEASURES,
     SAMPLER_PACKAGES,
     SAMPLERS,
     SPARSE_METRICS,
     TRAIN_KEYS,
     DataSpec,
     ModelSpec,
+    ObjectiveSpec,
     ProtocolSpec,
     SearchSpec,
     StudySpec,
@@ -52,7 +55,7 @@ from hpo.config import (
 from hpo.datasets import loaders
 from hpo.errors import SweepError, key_path
 from hpo.models import INTEGERS, builders, integer_keywords
-from hpo.registry import import_callable
+from hpo.registry import import_callable, is_function_path
 from hpo.space import Categorical, FunctionSpace, Range, SearchSpace
 
 # ---------------------------------------------------------------------------------------------
@@ -230,6 +233,92 @@ def _storage(path: str, value: Any) -> str:
     return value
 
 
+_OBJECTIVE_KEYS = {"metric": _string, "direction": _one_of("maximize", "minimize"),
+                   "reduce": _one_of("last", "best")}
+
+
+def _objectives(path: str, value: Any) -> tuple[dict[str, str], ...]:
+    """``[study] objectives``: tables of metric, direction and (optional) reduce."""
+    if not isinstance(value, list) or not value:
+        raise _fail(path, value, 'a list of tables such as [{ metric = "val_accuracy", '
+                    'direction = "maximize" }, { metric = "params", direction = "minimize" }]')
+    entries = []
+    for i, entry in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(entry, dict):
+            raise _fail(where, entry, "a table { metric, direction, reduce }")
+        for key in entry:
+            if key not in _OBJECTIVE_KEYS:
+                raise SweepError(f"{where}.{key_path(key)}: unknown key; expected one of "
+                                 + ", ".join(_OBJECTIVE_KEYS))
+        for key in ("metric", "direction"):
+            if key not in entry:
+                raise SweepError(f"{where}.{key}: missing; each objective names its {key}")
+        entries.append({key: check(f"{where}.{key}", entry[key])
+                        for key, check in _OBJECTIVE_KEYS.items() if key in entry})
+    metrics = [e["metric"] for e in entries]
+    for i, metric in enumerate(metrics):
+        if metric in metrics[:i]:
+            raise _fail(f"{path}[{i}].metric", metric, "a metric not named by an objective before")
+    return tuple(entries)
+
+
+def _study(values: dict[str, Any], table: Mapping[str, Any]) -> StudySpec:
+    """The study's spec: one objective (objective, direction, reduce), or ``objectives``."""
+    entries = values.pop("objectives")
+    if entries is None:
+        if values["direction"] is None:
+            raise SweepError("study.direction: missing; this key is required")
+        return StudySpec(**values)
+    for key in ("objective", "direction"):
+        if key in table:
+            raise SweepError(f"study.{key}: not beside study.objectives; give each objective's "
+                             "metric and direction there")
+    objectives = tuple(ObjectiveSpec(e["metric"], e["direction"], e.get("reduce", values["reduce"]))
+                       for e in entries)
+    first = objectives[0]
+    return StudySpec(**{**values, "objective": first.metric, "direction": first.direction,
+                        "reduce": first.reduce}, objectives=objectives)
+
+
+def _check_objectives(sweep: Sweep) -> None:
+    """Each objective is a history key of the sweep or a run measure; pruners judge one
+    history curve; samplers for several objectives take several."""
+    study, search = sweep.study, sweep.search
+    allowed = "a history key of this sweep: " + ", ".join(sweep.history_keys) + \
+        " (or a run measure: " + ", ".join(RUN_MEASURES) + ")"
+    several = len(study.objectives) > 1
+    for i, objective in enumerate(study.objectives):
+        path = f"study.objectives[{i}].metric" if several else "study.objective"
+        if objective.metric not in (*sweep.history_keys, *RUN_MEASURES):
+            raise _fail(path, objective.metric, allowed)
+    if search.pruner != "none":
+        if several:
+            raise _fail("search.pruner", search.pruner,
+                        '"none" with several study.objectives (Optuna prunes single-objective '
+                        "studies only)")
+        if study.objective.startswith("test_") or study.objective in RUN_MEASURES:
+            raise _fail("search.pruner", search.pruner,
+                        f'"none" with study.objective = {study.objective!r} (measured once, '
+                        "after training, so there is no curve to prune on)")
+    if several and search.sampler in _SINGLE_OBJECTIVE_SAMPLERS:
+        raise _fail("search.sampler", search.sampler,
+                    "a sampler for several objectives: "
+                    + ", ".join(s for s in SAMPLERS if s not in _SINGLE_OBJECTIVE_SAMPLERS))
+
+
+# Optuna's samplers that optimize one objective only.
+_SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+
+
+def _artifacts(path: str, value: Any) -> str:
+    """A folder, or ``module:function`` (imported now; called when a run starts)."""
+    _string(path, value)
+    if is_function_path(value):
+        import_callable(path, value)
+    return value
+
+
 def _registered(registry: Any) -> Checker:
     def check(path: str, value: Any) -> str:
         _string(path, value)
@@ -252,10 +341,12 @@ def _sampler(path: str, value: Any) -> str:
 _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
     "study": {
         "name": (_string, _REQUIRED),
-        "direction": (_one_of("maximize", "minimize"), _REQUIRED),
+        "direction": (_one_of("maximize", "minimize"), None),  # required without objectives
         "objective": (_string, "val_accuracy"),
         "reduce": (_one_of("last", "best"), "last"),
         "storage": (_storage, None),
+        "artifacts": (_artifacts, None),
+        "objectives": (_objectives, None),
     },
     "data": {
         "dataset": (_registered(loaders), _REQUIRED),
@@ -273,6 +364,7 @@ _SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "metrics": (_metrics, ["accuracy"]),
         "early_stopping": (_early_stopping, None),
         "evaluate_test": (_boolean, False),
+        "keep_models": (_one_of(*KEEP_MODELS), "best"),
     },
     "protocol": {
         "repeats": (_integer(1), 10),
@@ -324,7 +416,7 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
                 + ", ".join(f"[{s}]" for s in known)
             )
 
-    study = StudySpec(**_section(raw, "study"))
+    study = _study(_section(raw, "study"), raw.get("study", {}))
     data = DataSpec(**_section(raw, "data"))
     train = TrainSpec(**_section(raw, "train"))
     protocol = ProtocolSpec(**_section(raw, "protocol"))
@@ -366,15 +458,7 @@ def _validate(raw: dict[str, Any], source: str) -> Sweep:
     _check_search(search)
     _check_targets(train)
     sweep = Sweep(study, data, model, train, protocol, search, source)
-    if study.objective not in sweep.history_keys:
-        raise _fail(
-            "study.objective", study.objective,
-            "a history key of this sweep: " + ", ".join(sweep.history_keys),
-        )
-    if search.pruner != "none" and study.objective.startswith("test_"):
-        raise _fail("search.pruner", search.pruner,
-                    f'"none" with study.objective = {study.objective!r} (measured once, after '
-                    "training, so there is no curve to prune on)")
+    _check_objectives(sweep)
     monitor = (train.early_stopping or {}).get("monitor")
     epoch_keys = [k for k in sweep.history_keys if not k.startswith("test_")]
     if monitor is not None and monitor not in epoch_keys:

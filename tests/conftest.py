@@ -141,6 +141,36 @@ def small_study(tmp_path_factory: pytest.TempPathFactory, mnist_data: Path):
     return sweep, url
 
 
+def kept_model_checks(url: str, study: str, sweep) -> list[dict]:
+    """Each kept model of ``study`` loaded with plain ``keras.saving.load_model``, evaluated on
+    its seed's validation split: its accuracy beside the ``val_accuracy`` recorded for the
+    epoch its weights are from. Also run inside the JAX backend's subprocess."""
+    import keras
+
+    from hpo import Results
+    from hpo.config import uses_sparse_targets
+    from hpo.datasets.prepare import encode_targets
+    from hpo.runner import load_data
+
+    data = load_data(sweep)
+    checks = []
+    with Results(url) as r:
+        epochs = r.epochs(study)
+        for row in r.models(study).itertuples():
+            model = r.load_model(study, row.trial, row.seed)
+            split = data.for_seed(row.seed)
+            y_val = encode_targets(split.y_val, split.n_classes,
+                                   uses_sparse_targets(sweep.train.loss))
+            evaluated = model.evaluate(split.x_val, y_val, verbose=0, return_dict=True)
+            recorded = epochs[(epochs["trial"] == row.trial) & (epochs["seed"] == row.seed)
+                              & (epochs["epoch"] == row.epoch)
+                              & (epochs["metric"] == "val_accuracy")]["value"].item()
+            checks.append({"trial": row.trial, "seed": row.seed, "epoch": row.epoch,
+                           "evaluated": float(evaluated["accuracy"]), "recorded": recorded,
+                           "backend": keras.backend.backend()})
+    return checks
+
+
 def write_cifar10(directory: Path, n_train: int = 120, n_test: int = 40) -> dict:
     """A small cifar10.npz in Keras' format: uint8 images (N, 32, 32, 3), labels (N, 1)."""
     rng = np.random.default_rng(0)
@@ -164,6 +194,7 @@ class CollectSink:
         self.epochs: list[tuple[int, int, dict]] = []
         self.errors: dict[int, str] = {}
         self.events: list[tuple] = []
+        self.trained: dict[int, tuple[int, list]] = {}  # seed -> (epoch, weights)
 
     def run_started(self, seed): pass
 
@@ -173,6 +204,9 @@ class CollectSink:
 
     def epoch_ended(self, epoch):
         self.events.append(("epoch_ended", epoch))
+
+    def run_trained(self, seed, epoch, model):
+        self.trained[seed] = (epoch, [w.copy() for w in model.get_weights()])
 
     def run_finished(self, seed, error):
         if error:

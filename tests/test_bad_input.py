@@ -34,9 +34,16 @@ BUILDERS = textwrap.dedent("""
 
     def space(trial):
         return {"width": trial.suggest_int("width", 2, 8)}
+
+    def not_a_store():
+        return "a string"
 """)
 
 RANDOM = ["--set", "search.sampler='random'", "--set", "search.n_trials=2"]
+OBJECTIVES = SMALL_SWEEP.replace(
+    'direction = "maximize"\nobjective = "val_accuracy"\n',
+    'objectives = [{{ metric = "val_accuracy", direction = "maximize" }},\n'
+    '              {{ metric = "{second}", direction = "minimize" }}]\n')
 
 # (case id, sweep file text or None for the small sweep, extra arguments, expected in the line)
 CASES = [
@@ -158,6 +165,40 @@ CASES = [
      "search.enqueue[0] = 16: expected a table of parameter = value"),
     ("enqueue-not-a-list", None, [*RANDOM, "--set", "search.enqueue={width=4}"],
      "search.enqueue = {'width': 4}: expected a list of tables"),
+    # Kept models: which, and where.
+    ("keep-models-unknown", None, ["--set", "train.keep_models='some'"],
+     "train.keep_models = 'some': expected one of best, all, none"),
+    ("keep-models-searched", None, ["--set", "search.space.keep_models=['all', 'none']"],
+     "search.space.keep_models: 'keep_models' cannot be searched"),
+    ("artifacts-no-function", None, ["--set", "study.artifacts='user_builders:nope'"],
+     "study.artifacts = 'user_builders:nope': module 'user_builders' has no function 'nope'"),
+    ("artifacts-not-a-store", None, ["--set", "study.artifacts='user_builders:not_a_store'"],
+     "study.artifacts = 'user_builders:not_a_store': the function returned str, not an Optuna"),
+    ("artifacts-under-a-file", None, ["--set", "study.artifacts='sweep.toml/models'"],
+     "is a file"),
+    # Several objectives.
+    ("objectives-not-a-list", None, ["--set", "study.objectives='val_accuracy'"],
+     "study.objectives = 'val_accuracy': expected a list of tables"),
+    ("objectives-beside-direction", None,
+     ["--set", "study.objectives=[{metric='val_accuracy', direction='maximize'}]"],
+     "study.objective: not beside study.objectives"),
+    ("objectives-unknown-metric", OBJECTIVES.format(second="val_f1"), [],
+     "study.objectives[1].metric = 'val_f1': expected a history key of this sweep"),
+    ("objectives-same-metric", OBJECTIVES.format(second="val_accuracy"), [],
+     "study.objectives[1].metric = 'val_accuracy': expected a metric not named by an objective"),
+    ("objectives-unknown-key", OBJECTIVES.format(second="params").replace(
+        'direction = "minimize"', 'direction = "minimize", weight = 2'), [],
+     "study.objectives[1].weight: unknown key; expected one of metric, direction, reduce"),
+    ("objectives-no-direction", OBJECTIVES.format(second="params").replace(
+        ', direction = "minimize"', ""), [], "study.objectives[1].direction: missing"),
+    ("objectives-with-pruner", OBJECTIVES.format(second="params"),
+     ["--set", "search.pruner='median'"],
+     "search.pruner = 'median': expected \"none\" with several"),
+    ("pruner-on-params", None, ["--set", "study.objective='params'", "--set",
+                                "study.direction='minimize'", "--set", "search.pruner='median'"],
+     "search.pruner = 'median': expected \"none\" with study.objective = 'params'"),
+    ("other-objectives", OBJECTIVES.format(second="params"), ["EXISTING"],
+     "study.objectives directions = ['maximize', 'minimize']: study 'small'"),
     ("choices-and-range", None, [*RANDOM, "--set",
                                  "search.space.width={choices=[4], low=2, when={}}"],
      "search.space.width: choices and low cannot be combined"),

@@ -73,6 +73,14 @@ def test_the_api_shows_values_attributes_curves_note_and_figures(dashboard, smal
         assert len(trial["intermediate_values"]) == sweep.train.epochs
     assert "an hpo study" in detail["note"]["body"] and "3 times" in detail["note"]["body"]
     assert len(detail["plotly_graph_objects"]) == 2
+    # The best trial's kept models are listed on its page and served from the study's store.
+    best = max(detail["trials"], key=lambda t: t["values"][0])
+    assert sorted(a["filename"] for t in detail["trials"] for a in t["artifacts"]) == [
+        f"trial-{best['number']}-seed-{s}.keras" for s in (0, 1, 2)]
+    artifact = best["artifacts"][0]["artifact_id"]
+    with urllib.request.urlopen(f"{dashboard}/artifacts/{study['study_id']}/"
+                                f"{best['trial_id']}/{artifact}", timeout=10) as response:
+        assert response.read(2) == b"PK"  # a .keras file is a zip archive
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="no chromium here")

@@ -132,8 +132,10 @@ def test_trials_packed_together_record_what_they_record_one_by_one(small_study, 
 def test_trials_asked_together_all_start_before_their_runs(tmp_path, mnist_data):
     shown = io.StringIO()
     sweep = parse_sweep(SMALL_SWEEP, ["protocol.repeats=2", "train.epochs=1",
-                                      "data.limit_train=64"])
+                                      "data.limit_train=64", "train.keep_models='none'"])
     run_sweep(sweep, storage=f"sqlite:///{tmp_path}/t.db",
               progress=LineProgress(shown, every_s=1e9))
     lines = shown.getvalue().splitlines()
     assert lines[1].startswith("trial 1/2 (#0)") and lines[2].startswith("trial 2/2 (#1)")
+    with Results(f"sqlite:///{tmp_path}/t.db") as r:  # keep_models = "none": nothing kept
+        assert r.models("small").empty and not (tmp_path / "small").exists()

@@ -90,7 +90,8 @@ def test_every_sampler_a_sweep_may_name_is_made(name):
     budget = [] if name == "grid" else ["search.n_trials=2"]
     sweep = parse_sweep(SMALL_SWEEP, [f"search.sampler='{name}'", *budget])
     expected = {"grid": "GridSampler", "random": "RandomSampler", "tpe": "TPESampler",
-                "cmaes": "CmaEsSampler", "gp": "GPSampler", "qmc": "QMCSampler"}[name]
+                "nsgaii": "NSGAIISampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                "qmc": "QMCSampler"}[name]
     sampler = make_sampler(sweep)
     assert getattr(optuna.samplers, expected) in type(sampler).__mro__
 

@@ -30,7 +30,8 @@ MESSAGES = [
     (SMALL_SWEEP.replace('[model]\nbuilder = "mlp"\n', ""),  # no [model] at all
      "model.builder: missing; this key is required"),
     (["train.epoch=3"], "train.epoch: unknown key; expected one of epochs, batch_size, optimizer, "
-                        "learning_rate, loss, metrics, early_stopping, evaluate_test"),
+                        "learning_rate, loss, metrics, early_stopping, evaluate_test, "
+                        "keep_models"),
     (["search.sampling='grid'"], "search.sampling: unknown key; expected one of sampler, "
                                  "n_trials, seed, pruner, space, enqueue"),
     # strings, choices, integers, numbers, booleans
@@ -120,7 +121,8 @@ MESSAGES = [
     (["protocol.min_repeats=4"],
      "protocol.min_repeats = 4: expected an integer from 1 to protocol.repeats = 3"),
     (["study.objective='val_f1'"],
-     f"study.objective = 'val_f1': expected a history key of this sweep: {HISTORY}"),
+     f"study.objective = 'val_f1': expected a history key of this sweep: {HISTORY} (or a run "
+     "measure: params, epoch_seconds)"),
     (["search.pruner='median'", "train.evaluate_test=true", "study.objective='test_accuracy'"],
      "search.pruner = 'median': expected \"none\" with study.objective = 'test_accuracy' "
      "(measured once, after training, so there is no curve to prune on)"),

@@ -5,7 +5,7 @@ Example:
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "x.db")
     >>> store = Store.open(url, create=True)
     >>> sorted(t for t in store.table_names() if t.startswith("hpo_"))
-    ['hpo_epochs', 'hpo_leases', 'hpo_runs']
+    ['hpo_epochs', 'hpo_leases', 'hpo_models', 'hpo_runs']
 """
 
 from hpo.store.engine import Store

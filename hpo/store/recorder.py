@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from hpo.store.clock import utcnow
 from hpo.store.lease import Claim, fence
-from hpo.store.schema import EpochMetric, Run
+from hpo.store.schema import EpochMetric, KeptModel, Run
 
 
 class RecordedRun(NamedTuple):
@@ -84,9 +84,10 @@ class Recorder:
             conn.execute(sa.insert(EpochMetric).values(rows))
         self.seconds += time.perf_counter() - began
 
-    def finish_run(self, claim: Claim, run_id: int, state: str,
-                   error: str | None = None) -> None:
-        """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time."""
+    def finish_run(self, claim: Claim, run_id: int, state: str, error: str | None = None,
+                   model: tuple[str, int] | None = None) -> None:
+        """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time; with
+        ``model`` (artifact id, epoch) record the run's kept model in the same transaction."""
         began = time.perf_counter()
         started = self._clock.pop(run_id, None)
         wall_s = began - started if started is not None else None
@@ -97,6 +98,10 @@ class Recorder:
                 .where(Run.run_id == run_id)
                 .values(state=state, error=error, finished_at=utcnow(), wall_s=wall_s)
             )
+            if model is not None:
+                artifact_id, epoch = model
+                conn.execute(sa.insert(KeptModel).values(run_id=run_id, artifact_id=artifact_id,
+                                                         epoch=epoch))
         self.seconds += time.perf_counter() - began
 
     def hold(self, claim: Claim) -> None:
@@ -126,6 +131,17 @@ class Recorder:
         for run_id, metric, value in rows:
             histories[run_id].setdefault(metric, []).append(math.nan if value is None else value)
         return {r.seed: RecordedRun(r.seed, r.state, r.error, histories[r.run_id]) for r in runs}
+
+    def wall_times(self, trial_id: int) -> dict[int, tuple[float | None, int]]:
+        """The trial's COMPLETE runs by seed: (wall_s, epochs recorded)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Run.seed, Run.wall_s, sa.func.max(EpochMetric.epoch))
+                .join(EpochMetric, EpochMetric.run_id == Run.run_id)
+                .where(Run.trial_id == trial_id, Run.state == "COMPLETE")
+                .group_by(Run.run_id, Run.seed, Run.wall_s)
+            ).all()
+        return {seed: (wall_s, epochs) for seed, wall_s, epochs in rows}
 
     def interrupt_runs(self, claim: Claim) -> int:
         """Mark the trial's RUNNING runs INTERRUPTED (Ctrl-C); return how many."""

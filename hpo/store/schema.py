@@ -65,6 +65,20 @@ class EpochMetric(Base):
     value: Mapped[float | None] = mapped_column(sa.Float)
 
 
+class KeptModel(Base):
+    """A run's trained model kept in the study's artifact store (:mod:`hpo.kept_models`):
+    which artifact, and the epoch its weights are from (the last, or the one early stopping
+    restored). Written in the transaction that marks the run COMPLETE."""
+
+    __tablename__ = "hpo_models"
+
+    run_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("hpo_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    epoch: Mapped[int]
+
+
 class Lease(Base):
     """Which worker process holds a trial, since which claim, and when it last said it was alive.
 
@@ -153,6 +167,7 @@ _SQLITE_TRIGGERS = {
     "hpo_run_deleted": """
         AFTER DELETE ON hpo_runs FOR EACH ROW BEGIN
             DELETE FROM hpo_epochs WHERE run_id = OLD.run_id;
+            DELETE FROM hpo_models WHERE run_id = OLD.run_id;
         END""",
 }
 # Columns added to hpo_leases since its first version: (name, SQL type and default).
@@ -163,7 +178,8 @@ _LEASE_COLUMNS = {"namespace": "VARCHAR(128) NOT NULL DEFAULT ''",
 def create_tables(engine: sa.Engine) -> None:
     """Create hpo's tables, views and (SQLite) triggers if missing (Optuna creates its own)."""
     Base.metadata.create_all(
-        engine, tables=[Run.__table__, EpochMetric.__table__, Lease.__table__]
+        engine, tables=[Run.__table__, EpochMetric.__table__, KeptModel.__table__,
+                        Lease.__table__]
     )
     sqlite = engine.dialect.name == "sqlite"
     present = {c["name"] for c in sa.inspect(engine).get_columns("hpo_leases")}
@@ -184,4 +200,10 @@ def create_tables(engine: sa.Engine) -> None:
                 conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {name} AS {query}")
         if sqlite:
             for name, body in _SQLITE_TRIGGERS.items():
-                conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
+                create = f"CREATE TRIGGER {name} {body}"
+                found = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                    (name,)).scalar()
+                if found != create:  # missing, or an earlier hpo's (fewer tables to clean)
+                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+                    conn.exec_driver_sql(create)

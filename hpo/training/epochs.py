@@ -14,6 +14,8 @@ applies these rules to each :class:`RunEpochs` (one per run or replica):
    whose last epoch it is, with their restored weights) and its ``test_*`` values join that
    epoch's record.
 5. The record is appended to the run's history and reported with ``RunSink.run_epoch``.
+6. After a run's last record, ``RunSink.run_trained`` gets its model (the weights it ended
+   with, or those early stopping restored) and the epoch they are from.
 
 The trainer's loop then calls ``RunSink.epoch_ended`` and reads ``RunSink.stopping``.
 """
@@ -104,6 +106,8 @@ class RunEpochs:
                 self._untested = Record(epoch, logs)
                 return
         self._record(Record(epoch, logs))
+        if self.done:
+            self._trained(epoch)
 
     def join_test(self, tested: Mapping[str, float]) -> None:
         """Record the last epoch with the test split's values as ``test_*`` (rule 4)."""
@@ -112,6 +116,15 @@ class RunEpochs:
         epoch, logs = self._untested
         self._untested = None
         self._record(Record(epoch, {**logs, **{f"test_{k}": float(v) for k, v in tested.items()}}))
+        self._trained(epoch)
+
+    def _trained(self, last: int) -> None:
+        """Rule 6: hand the finished run's model to the sink, with the epoch of its weights
+        (the best epoch when early stopping restored it)."""
+        stopper = self._stopper
+        restored = (stopper is not None and stopper.restore_best_weights
+                    and stopper.best_weights is not None)
+        self.sink.run_trained(self.seed, stopper.best_epoch + 1 if restored else last, self.model)
 
     def _record(self, record: Record) -> None:
         for key, value in record.logs.items():

@@ -58,8 +58,9 @@ class RunSink(Protocol):
 
     A *run* is one seed's training: a solo run, or one replica of a packed model. For each run
     the trainer calls :meth:`run_started`, then :meth:`run_epoch` once per epoch it trains, in
-    epoch order, then :meth:`run_finished`. After every epoch of the runs it is training right
-    now it calls :meth:`epoch_ended` and then reads :attr:`stopping`. A solo trainer goes
+    epoch order, :meth:`run_trained` if it did not fail, then :meth:`run_finished`. After
+    every epoch of the runs it is training right now it calls :meth:`epoch_ended` and then
+    reads :attr:`stopping`. A solo trainer goes
     through these steps for one seed after another; a packed trainer starts all of its seeds,
     reports their epochs interleaved (each epoch: every replica's :meth:`run_epoch`, then one
     :meth:`epoch_ended`) and finishes them together.
@@ -96,6 +97,15 @@ class RunSink(Protocol):
 
         Called once per epoch of a solo run, and once per epoch of a pack (after all its
         replicas' :meth:`run_epoch`). The trainer reads :attr:`stopping` right after it.
+        """
+        ...
+
+    def run_trained(self, seed: int, epoch: int, model: Any) -> None:
+        """``seed``'s run trained its last epoch without failing, and ``model`` (a
+        ``keras.Model``) holds the weights it ends with: those of ``epoch``, the last epoch or
+        the one early stopping restored. Called once, after the last :meth:`run_epoch` and
+        before :meth:`run_finished`; not for a failed run nor for runs a pruned trial stops.
+        A packed replica's model may change once the call returns: copy what you keep.
         """
         ...
 

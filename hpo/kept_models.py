@@ -1,0 +1,219 @@
+"""Kept models: each completed run's trained Keras model, stored as an Optuna artifact.
+
+With ``[train] keep_models = "best"`` (the default) or ``"all"``, a run that completes saves its
+model as a ``.keras`` file: the weights it ended with, or those early stopping restored, in a copy
+of its model compiled with the trial's optimizer, loss and metrics (fresh optimizer state), so
+that plain ``keras.saving.load_model`` gives a model ready to ``evaluate``. A packed replica is
+saved as its own model, like a solo run. The file is uploaded with
+:func:`optuna.artifacts.upload_artifact` to the trial (optuna-dashboard lists it on the trial's
+page), and hpo's ``hpo_models`` table records (artifact id, epoch) in the transaction that marks
+the run COMPLETE, so a run is never COMPLETE with a model half recorded.
+
+Under ``"best"``, after each trial is told, the models of every *finished* trial that is not the
+best (with several objectives: not on the Pareto front) are removed from the store and from the
+records. Unfinished trials keep theirs: a trial's models are stored and recorded before it can
+become the best, and the previous best's are removed only after that. Workers may prune at the
+same time: removing is idempotent.
+
+Where the store is (``[study] artifacts``): a folder (Optuna's ``FileSystemArtifactStore``), or
+``"module:function"`` returning any Optuna artifact store (S3, GCS, ...). By default the folder
+``<study.name>/artifacts`` beside a SQLite database file (``studies/<name>/artifacts`` for the
+default database), else ``studies/<name>/artifacts`` in the working directory. An explicit
+setting is remembered on the study (:data:`ARTIFACTS_ATTR`) for :class:`hpo.Results` and
+``hpo dashboard``.
+
+Example:
+    >>> location("sqlite:///studies/mnist-q6.db", "mnist-q6")
+    'studies/mnist-q6/artifacts'
+    >>> location("postgresql://db/hpo", "q6", "/shared/models")
+    '/shared/models'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import optuna
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from hpo._imports import LazyImport
+from hpo.config import Sweep, TrainSpec
+from hpo.errors import SweepError
+from hpo.registry import import_callable, is_function_path
+from hpo.store.schema import KeptModel, Run
+
+keras = LazyImport("keras")
+
+# Study user attribute: the artifact store a sweep named (``[study] artifacts``), resolved.
+ARTIFACTS_ATTR = "hpo.artifacts"
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+             optuna.trial.TrialState.FAIL)
+
+
+def location(storage_url: str, study_name: str, setting: str | None = None) -> str:
+    """Where a study's models are kept: ``setting`` (a folder or ``module:function``), else
+    the folder ``<study_name>/artifacts`` beside a SQLite file, else under ``studies/``."""
+    if setting:
+        return setting
+    url = make_url(storage_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return os.path.join(os.path.dirname(url.database), study_name, "artifacts")
+    return os.path.join("studies", study_name, "artifacts")
+
+
+def open_store(where: str, key: str = "study.artifacts", create: bool = False) -> Any:
+    """The Optuna artifact store at ``where``: a folder (made now with ``create``, else by the
+    first upload), or what ``module:function`` returns. Raises :class:`~hpo.errors.SweepError`
+    naming ``key`` when it cannot be one."""
+    if is_function_path(where):
+        made = import_callable(key, where)()
+        if not all(callable(getattr(made, m, None)) for m in ("open_reader", "write", "remove")):
+            raise SweepError(f"{key} = {where!r}: the function returned {type(made).__name__}, "
+                             "not an Optuna artifact store (open_reader, write, remove)")
+        return made
+    blocked = next((p for p in _parents(where) if os.path.exists(p) and not os.path.isdir(p)),
+                   None)
+    if blocked is not None:
+        raise SweepError(f"{key} = {where!r}: cannot be a folder, {blocked!r} is a file")
+    if create:
+        os.makedirs(where, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(where)
+
+
+def _parents(path: str) -> list[str]:
+    """``path`` and each folder above it."""
+    path = os.path.abspath(path)
+    found = [path]
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        found.append(path)
+    return found
+
+
+def study_location(study: optuna.Study, storage_url: str) -> str:
+    """Where ``study``'s models are: the location its sweep named, else the default."""
+    return location(storage_url, study.study_name, study.user_attrs.get(ARTIFACTS_ATTR))
+
+
+def file_path(store: Any, artifact_id: str) -> str | None:
+    """The file holding ``artifact_id`` in a folder store, else None."""
+    base = getattr(store, "_base_path", None)
+    return os.path.join(str(base), artifact_id) if base is not None else None
+
+
+def _resolved(setting: str | None) -> str | None:
+    """An explicit folder made absolute (workers and readers may start elsewhere)."""
+    if setting and not is_function_path(setting):
+        return os.path.abspath(setting)
+    return setting
+
+
+class Snapshot(NamedTuple):
+    """A run's model at its end: the model (for its architecture), a copy of its weights (a
+    packed replica's variables may change after its run ended) and their epoch."""
+
+    model: Any
+    weights: list
+    epoch: int
+
+
+def snapshot(model: Any, epoch: int) -> Snapshot:
+    """Copy ``model``'s weights now."""
+    return Snapshot(model, [w.copy() for w in model.get_weights()], epoch)
+
+
+def save_model(kept: Snapshot, spec: TrainSpec, path: str) -> None:
+    """Save ``kept`` to ``path`` (``.keras``): a copy of the model with its weights, compiled
+    with ``spec`` (the optimizer built, with zero slots, so that loading warns of nothing)."""
+    from hpo.training.compile import compile_model
+
+    copy = keras.models.clone_model(kept.model)
+    copy.set_weights(kept.weights)
+    compile_model(copy, spec)
+    copy.optimizer.build(copy.trainable_variables)
+    copy.save(path)
+
+
+class ModelKeeper:
+    """One study's kept models: uploading a run's model, and pruning what is no longer kept.
+
+    ``mode`` is ``[train] keep_models``; ``store`` an Optuna artifact store; ``engine`` the
+    study database's (hpo's tables).
+    """
+
+    def __init__(self, store: Any, mode: str, engine: sa.Engine | None) -> None:
+        self.store, self.mode, self.engine = store, mode, engine
+
+    @classmethod
+    def for_sweep(cls, sweep: Sweep, storage_url: str) -> ModelKeeper | None:
+        """The sweep's keeper (None under ``keep_models = "none"``), its store opened before
+        the database is: a store that cannot be made writes nothing. :meth:`attach` it to the
+        study's database next."""
+        if sweep.train.keep_models == "none":
+            return None
+        where = location(storage_url, sweep.study.name, _resolved(sweep.study.artifacts))
+        return cls(open_store(where), sweep.train.keep_models, None)
+
+    def attach(self, study: optuna.Study, engine: sa.Engine, setting: str | None) -> None:
+        """Use ``engine`` (the study's database), and remember an explicit ``[study]
+        artifacts`` ``setting`` on the study for readers (:func:`study_location`)."""
+        self.engine = engine
+        setting = _resolved(setting)
+        if setting and study.user_attrs.get(ARTIFACTS_ATTR) != setting:
+            study.set_user_attr(ARTIFACTS_ATTR, setting)
+
+    def upload(self, trial: optuna.Trial, seed: int, kept: Snapshot, spec: TrainSpec) -> str:
+        """Save ``kept`` and upload it to ``trial``; return the artifact id."""
+        base = file_path(self.store, "")
+        if base is not None:
+            os.makedirs(base, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="hpo-model-") as folder:
+            path = os.path.join(folder, f"trial-{trial.number}-seed-{seed}.keras")
+            save_model(kept, spec, path)
+            return optuna.artifacts.upload_artifact(
+                artifact_store=self.store, file_path=path, study_or_trial=trial)
+
+    def prune(self, study: optuna.Study) -> int:
+        """Under ``"best"``: remove the models of finished trials that are not the best (the
+        Pareto front); return how many were removed."""
+        if self.mode != "best":
+            return 0
+        # States first, the best second: a trial that finishes in between is unfinished in the
+        # first read (kept) and, if it became the best, makes the previous best removable.
+        finished = {t._trial_id for t in study.get_trials(deepcopy=False, states=_FINISHED)}
+        try:
+            best = {t._trial_id for t in study.best_trials}
+        except ValueError:  # no COMPLETE trial yet
+            best = set()
+        return self.remove(sorted(finished - best))
+
+    def remove(self, trial_ids: Sequence[int]) -> int:
+        """Remove the kept models of ``trial_ids``: each file, then its records (hpo's row and
+        the artifact's entry in Optuna's trial system attributes), so that a crash in between
+        leaves a record whose removal is retried."""
+        if not trial_ids:
+            return 0
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(KeptModel.artifact_id, Run.trial_id)
+                .join(Run, Run.run_id == KeptModel.run_id)
+                .where(Run.trial_id.in_(list(trial_ids)))
+            ).all()
+        for artifact_id, trial_id in rows:
+            with contextlib.suppress(optuna.artifacts.exceptions.ArtifactNotFound):
+                self.store.remove(artifact_id)
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(KeptModel).where(KeptModel.artifact_id == artifact_id))
+                # Optuna has no call to drop a finished trial's attribute (its storage refuses
+                # writes to finished trials), so hpo deletes the entry upload_artifact wrote.
+                conn.execute(sa.text("DELETE FROM trial_system_attributes "
+                                     "WHERE trial_id = :trial AND key = :key"),
+                             {"trial": trial_id, "key": f"artifacts:{artifact_id}"})
+        return len(rows)
+
+

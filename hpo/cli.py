@@ -270,12 +270,16 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hpo.config import RUN_MEASURES
+
     sweep = _load_sweep(args)
     trials, repeats, epochs = sweep.n_trials, sweep.protocol.repeats, sweep.train.epochs
     url = sweep.storage_url  # refuses a study name unfit for the default file before "ok"
     print(f"{args.sweep}: ok")
-    print(f"  study {sweep.study.name!r} in {url}, {sweep.study.direction} "
-          f"{sweep.study.objective} ({sweep.study.reduce} epoch per seed)")
+    aims = "; ".join(f"{o.direction} {o.metric}"
+                     + ("" if o.metric in RUN_MEASURES else f" ({o.reduce} epoch per seed)")
+                     for o in sweep.study.objectives)
+    print(f"  study {sweep.study.name!r} in {url}, {aims}")
     print(f"  {trials} trials × {repeats} repeats × {epochs} epochs = {trials * repeats} runs, "
           f"{trials * repeats * epochs} epochs; sampler {sweep.search.sampler}")
     for name, param in sweep.search.space.items():

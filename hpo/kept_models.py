@@ -11,9 +11,10 @@ the run COMPLETE, so a run is never COMPLETE with a model half recorded.
 
 Under ``"best"``, after each trial is told, the models of every *finished* trial that is not the
 best (with several objectives: not on the Pareto front) are removed from the store and from the
-records. Unfinished trials keep theirs: a trial's models are stored and recorded before it can
-become the best, and the previous best's are removed only after that. Workers may prune at the
-same time: removing is idempotent.
+records, once every COMPLETE run of the best has its model recorded (a model that failed to
+save keeps the previous best's until a later tell). Unfinished trials keep theirs: a trial's
+models are stored and recorded before it can become the best, and the previous best's are
+removed only after that. Workers may prune at the same time: removing is idempotent.
 
 Where the store is (``[study] artifacts``): a folder (Optuna's ``FileSystemArtifactStore``), or
 ``"module:function"`` returning any Optuna artifact store (S3, GCS, ...). By default the folder
@@ -51,6 +52,7 @@ keras = LazyImport("keras")
 
 # Study user attribute: the artifact store a sweep named (``[study] artifacts``), resolved.
 ARTIFACTS_ATTR = "hpo.artifacts"
+_PREFIX = "artifacts:"  # Optuna's key of an artifact's entry in the trial's system attributes
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
              optuna.trial.TrialState.FAIL)
 
@@ -71,7 +73,13 @@ def open_store(where: str, key: str = "study.artifacts", create: bool = False) -
     first upload), or what ``module:function`` returns. Raises :class:`~hpo.errors.SweepError`
     naming ``key`` when it cannot be one."""
     if is_function_path(where):
-        made = import_callable(key, where)()
+        try:
+            made = import_callable(key, where)()
+        except SweepError:
+            raise
+        except Exception as exc:  # the user's function may raise anything
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise SweepError(f"{key} = {where!r}: it raised {reason}") from exc
         if not all(callable(getattr(made, m, None)) for m in ("open_reader", "write", "remove")):
             raise SweepError(f"{key} = {where!r}: the function returned {type(made).__name__}, "
                              "not an Optuna artifact store (open_reader, write, remove)")
@@ -160,9 +168,14 @@ class ModelKeeper:
         return cls(open_store(where), sweep.train.keep_models, None)
 
     def attach(self, study: optuna.Study, engine: sa.Engine, setting: str | None) -> None:
-        """Use ``engine`` (the study's database), and remember an explicit ``[study]
-        artifacts`` ``setting`` on the study for readers (:func:`study_location`)."""
+        """Use ``engine`` (the study's database), and remember the store on the study for
+        readers (:func:`study_location`): an explicit ``[study] artifacts`` ``setting``, or the
+        default folder made absolute when the database is not a SQLite file (the default then
+        depends on the working directory; beside a SQLite file it moves with the file)."""
         self.engine = engine
+        url = make_url(str(engine.url))
+        if not setting and not (url.get_backend_name() == "sqlite" and url.database):
+            setting = location(str(engine.url), study.study_name)
         setting = _resolved(setting)
         if setting and study.user_attrs.get(ARTIFACTS_ATTR) != setting:
             study.set_user_attr(ARTIFACTS_ATTR, setting)
@@ -190,20 +203,42 @@ class ModelKeeper:
             best = {t._trial_id for t in study.best_trials}
         except ValueError:  # no COMPLETE trial yet
             best = set()
+        if not self._stored(best):
+            return 0  # a best trial's models failed to store: keep the previous ones for now
         return self.remove(sorted(finished - best))
+
+    def _stored(self, trial_ids: set[int]) -> bool:
+        """True when each COMPLETE run of ``trial_ids`` has its kept model recorded."""
+        if not trial_ids:
+            return True
+        with self.engine.connect() as conn:
+            missing = conn.execute(
+                sa.select(sa.func.count()).select_from(Run)
+                .outerjoin(KeptModel, KeptModel.run_id == Run.run_id)
+                .where(Run.trial_id.in_(list(trial_ids)), Run.state == "COMPLETE",
+                       KeptModel.run_id.is_(None))
+            ).scalar()
+        return missing == 0
 
     def remove(self, trial_ids: Sequence[int]) -> int:
         """Remove the kept models of ``trial_ids``: each file, then its records (hpo's row and
         the artifact's entry in Optuna's trial system attributes), so that a crash in between
-        leaves a record whose removal is retried."""
+        leaves a record whose removal is retried. Files a killed worker uploaded without
+        recording them (its run never ended) are found by their Optuna entry and go too."""
         if not trial_ids:
             return 0
         with self.engine.connect() as conn:
-            rows = conn.execute(
+            recorded = conn.execute(
                 sa.select(KeptModel.artifact_id, Run.trial_id)
                 .join(Run, Run.run_id == KeptModel.run_id)
                 .where(Run.trial_id.in_(list(trial_ids)))
             ).all()
+            listed = conn.execute(
+                sa.text("SELECT key, trial_id FROM trial_system_attributes "
+                        "WHERE key LIKE 'artifacts:%' AND trial_id IN :ids")
+                .bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": list(trial_ids)}).all()
+        rows = sorted({*recorded, *((key.removeprefix(_PREFIX), t) for key, t in listed)})
         for artifact_id, trial_id in rows:
             with contextlib.suppress(optuna.artifacts.exceptions.ArtifactNotFound):
                 self.store.remove(artifact_id)
@@ -213,7 +248,7 @@ class ModelKeeper:
                 # writes to finished trials), so hpo deletes the entry upload_artifact wrote.
                 conn.execute(sa.text("DELETE FROM trial_system_attributes "
                                      "WHERE trial_id = :trial AND key = :key"),
-                             {"trial": trial_id, "key": f"artifacts:{artifact_id}"})
+                             {"trial": trial_id, "key": _PREFIX + artifact_id})
         return len(rows)
 
 

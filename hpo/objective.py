@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -239,10 +240,11 @@ class RunRecording:
         self.recorder.record_epoch(self.claim, self.run_ids[seed], epoch, logs)
 
     def run_finished(self, seed: int, state: str, error: str | None,
-                     model: tuple[str, int] | None = None) -> None:
+                     model: tuple[str, int] | None = None, ended: float | None = None) -> None:
         """Mark the seed's run ``state`` (COMPLETE, FAIL or PRUNED) with its error, and record
-        its kept ``model`` (artifact id, epoch) in the same transaction."""
-        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error, model)
+        its kept ``model`` (artifact id, epoch) in the same transaction; ``ended`` is when its
+        training ended (``time.perf_counter``; default now)."""
+        self.recorder.finish_run(self.claim, self.run_ids[seed], state, error, model, ended)
 
     def hold(self) -> None:
         """Raise :class:`~hpo.errors.LeaseLost` unless the claim still holds the trial: the
@@ -353,6 +355,7 @@ class TrialSink:
         self.recording, self.pruning, self.display = recording, pruning, display
         self.number = number  # the trial's, for the display
         self.keeping = keeping
+        self.trained_at: dict[int, float] = {}  # seed -> when its training ended (perf_counter)
         self.errors: dict[int, str] = {}
         self.lost: LeaseLost | None = None
 
@@ -393,7 +396,9 @@ class TrialSink:
                 self.pruning.epoch_ended(epoch)
 
     def run_trained(self, seed: int, epoch: int, model) -> None:
-        """The run of ``seed`` ends with ``model``'s weights (of ``epoch``): kept if models are."""
+        """The run of ``seed`` ends with ``model``'s weights (of ``epoch``): its training time
+        ends here (saving its model is not training), and the model is kept if models are."""
+        self.trained_at[seed] = time.perf_counter()
         if self.lost is None and self.keeping is not None:
             self.keeping.run_trained(seed, epoch, model)
 
@@ -404,10 +409,11 @@ class TrialSink:
             return
         state = "FAIL" if error else "PRUNED" if self.stopping else "COMPLETE"
         with self._held():
+            ended = self.trained_at.pop(seed, None)
             model = None
             if state == "COMPLETE" and self.keeping is not None:
                 model = self.keeping.upload(seed)
-            self.recording.run_finished(seed, state, error, model)
+            self.recording.run_finished(seed, state, error, model, ended)
             if error:
                 self.errors[seed] = error
             self.display.run_finished(seed, error, trial=self.number)

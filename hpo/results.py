@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from scipy import stats as scipy_stats
 
 from hpo import kept_models, stats
+from hpo.config import RUN_MEASURES
 from hpo.errors import MetricNotFound, QueryError, StudyNotFound
 from hpo.stats import Summary
 from hpo.store import Store
@@ -84,9 +85,11 @@ _NOT_PARAMS = frozenset({"number", "state", *_STAT_COLUMNS, "value", *_PRUNED_CO
 
 
 def param_columns(trials: pd.DataFrame) -> list[str]:
-    """The parameter columns of a :meth:`Results.trials` frame, in order (an objective's
-    ``metric.mean`` columns have a dot, which no parameter name has)."""
-    return [c for c in trials.columns if c not in _NOT_PARAMS and "." not in c]
+    """The parameter columns of a :meth:`Results.trials` frame, in order (with several
+    objectives, not their ``metric.mean``, ... columns)."""
+    several = "pareto" in trials.columns
+    return [c for c in trials.columns if c not in _NOT_PARAMS
+            and not (several and c.rpartition(".")[2] in _OBJECTIVE_COLUMNS and "." in c)]
 
 
 def _sort_by(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
@@ -158,14 +161,15 @@ class Results:
 
     def studies(self) -> pd.DataFrame:
         """One row per study: name, number (Optuna's study id: ``hpo show NUMBER --storage
-        URL``), direction, n_trials, n_runs."""
+        URL``), direction (one per objective, comma-separated), n_trials, n_runs."""
         summaries = optuna.get_all_study_summaries(self.store.optuna, include_best_trial=False)
         frame = pd.DataFrame(
             {
                 "name": [s.study_name for s in summaries],
                 "number": [self.store.optuna.get_study_id_from_name(s.study_name)
                            for s in summaries],
-                "direction": [s.direction.name.lower() for s in summaries],
+                "direction": [", ".join(d.name.lower() for d in s.directions)
+                              for s in summaries],
                 "n_trials": [s.n_trials for s in summaries],
             }
         ).astype({"name": "object", "direction": "object"})  # typed when there is no study
@@ -282,9 +286,10 @@ class Results:
         epoch of that metric, NaN when that value was not finite (a diverged run ends on NaN,
         not on its last finite value).
 
-        ``wall_s`` is the time from the run's start to its end. Runs trained together in one
-        pack (packed seeds, or trials packed together) overlap: each has the pack's whole time,
-        so summing ``wall_s`` counts a pack once per run. The time a study took is
+        ``wall_s`` is the time from the run's start to the end of its last epoch (saving its
+        kept model is left out). Runs trained together in one pack (packed seeds, or trials
+        packed together) overlap: each has the pack's time until it stopped, so summing
+        ``wall_s`` counts a pack once per run. The time a study took is
         :meth:`elapsed` (the union of its runs' intervals, by the database's clock)."""
         name = self.name(study)
         with self.store.engine.connect() as conn:
@@ -377,26 +382,55 @@ class Results:
             1      0     1  COMPLETE  0.8870
         """
         name = self.name(study)
-        sweep = self.sweep_settings(name)
-        direction = self.direction(name)
-        metric = metric or sweep.get("study.objective", "val_accuracy")
-        reduce = sweep.get("study.reduce", "last")
-        epochs = self.epochs(name)  # already sorted by trial, seed, epoch
-        values = epochs[epochs["metric"] == metric]
-        if values.empty and not epochs.empty:
-            known = ", ".join(sorted(epochs["metric"].unique()))
-            raise MetricNotFound(f"metric {metric!r}: not recorded in study {name!r}; recorded: "
-                             f"{known}")
-        rows = [
-            (int(trial), int(seed), stats.reduce_history(group["value"].tolist(), reduce,
-                                                            direction))
-            for (trial, seed), group in values.groupby(["trial", "seed"])
-        ]
-        frame = pd.DataFrame(rows, columns=["trial", "seed", "value"])
+        metric = metric or self.sweep_settings(name).get("study.objective", "val_accuracy")
+        direction, reduce = self._aim(name, metric)
+        if metric in RUN_MEASURES:
+            frame = self._measure_table(name, metric)
+        else:
+            epochs = self.epochs(name)  # already sorted by trial, seed, epoch
+            values = epochs[epochs["metric"] == metric]
+            if values.empty and not epochs.empty:
+                known = ", ".join(sorted(epochs["metric"].unique()))
+                raise MetricNotFound(f"metric {metric!r}: not recorded in study {name!r}; "
+                                     f"recorded: {known}")
+            rows = [
+                (int(trial), int(seed), stats.reduce_history(group["value"].tolist(), reduce,
+                                                                direction))
+                for (trial, seed), group in values.groupby(["trial", "seed"])
+            ]
+            frame = pd.DataFrame(rows, columns=["trial", "seed", "value"])
         frame = frame.merge(self._run_states(name), on=["trial", "seed"], how="left")
         if states is not None:
             frame = frame[frame["state"].isin(list(states))]
         return frame[["trial", "seed", "state", "value"]].reset_index(drop=True)
+
+    def _aim(self, name: str, metric: str) -> tuple[str, str]:
+        """(direction, reduce) for ``metric``: an objective's own, else the first objective's."""
+        sweep = self.sweep_settings(name)
+        objective = {o["metric"]: o for o in sweep.get("study.objectives", [])}.get(metric, {})
+        return (objective.get("direction") or self.direction(name),
+                objective.get("reduce") or sweep.get("study.reduce", "last"))
+
+    def _measure_table(self, name: str, metric: str) -> pd.DataFrame:
+        """A run measure per (trial, seed), as the objective computed it: ``epoch_seconds``
+        is the run's wall_s over its epochs; ``params`` the trial's (the same for each seed),
+        kept with its statistics. Runs without the value have no row."""
+        with self.store.engine.connect() as conn:
+            runs = pd.read_sql(_RUNS_SQL, conn, params={"study": name})
+        if metric == "epoch_seconds":
+            runs["value"] = runs["wall_s"] / runs["epochs"]
+        else:
+            counted, single = {}, self.sweep_settings(name).get("study.objective") == metric
+            for t in self._study(name).get_trials(deepcopy=False):
+                found = [o for o in t.user_attrs.get(OBJECTIVES_ATTR, [])
+                         if o["metric"] == metric]
+                if found:
+                    counted[t.number] = found[0]["mean"]
+                elif single:
+                    counted[t.number] = t.user_attrs.get("mean")
+            runs["value"] = runs["trial"].map(counted)
+        runs = runs[runs["value"].notna()]
+        return runs[["trial", "seed", "value"]].astype({"value": "float64"})
 
     def left_out_seeds(self, study: str | int, trials: Sequence[int] | None = None
                        ) -> pd.DataFrame:
@@ -536,7 +570,7 @@ class Results:
 
         The sample: each COMPLETE trial's COMPLETE runs, ``metric`` (default: the objective)
         reduced per seed as the study reduces its objective (:meth:`seed_table`). The best is the
-        trial with the best mean by ``direction`` (default: the study's, which is its objective's;
+        trial with the best mean by ``direction`` (default: that objective's, else the first's;
         give "minimize" or "maximize" for another metric, e.g. a loss); for the objective it is
         the trial with the best value in :meth:`trials`. Each other trial is compared with it by
         :func:`hpo.stats.compare_to_best`: the paired t-test by seed (``scipy.stats.ttest_rel``)
@@ -560,10 +594,10 @@ class Results:
         except ValueError as exc:
             raise QueryError(str(exc)) from None
         name = self.name(study)
-        sweep = self.sweep_settings(name)
-        metric = metric or sweep.get("study.objective", "val_accuracy")
+        metric = metric or self.sweep_settings(name).get("study.objective", "val_accuracy")
+        aim, reduce = self._aim(name, metric)
         if direction is None:
-            direction = self.direction(name)
+            direction = aim
         elif direction not in ("maximize", "minimize"):
             raise QueryError(f"direction = {direction!r}: expected maximize or minimize")
         trials = self.trials(name)
@@ -581,8 +615,7 @@ class Results:
             columns=_COMPARE_ALL_COLUMNS,
         )
         frame.attrs.update(best=stats.best_trial(samples, direction), alpha=alpha,
-                           metric=metric, direction=direction,
-                           reduce=sweep.get("study.reduce", "last"))
+                           metric=metric, direction=direction, reduce=reduce)
         return frame
 
     def models(self, study: str | int) -> pd.DataFrame:
@@ -602,6 +635,7 @@ class Results:
             with self.store.engine.connect() as conn:
                 rows = conn.execute(_MODELS_SQL, {"study": name}).all()
         frame = pd.DataFrame(rows, columns=["trial", "seed", "epoch", "artifact_id"])
+        # The stored file has no .keras suffix: load_model and export_models copy it to one.
         store = self.artifact_store(name) if rows else None
         frame["path"] = [kept_models.file_path(store, a) for a in frame["artifact_id"]]
         return frame

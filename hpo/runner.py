@@ -275,7 +275,11 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, claim: Claim, value_
     except (LeaseLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
         _taken_over(trial, claim, exc, objective, progress)
     if objective.keeper is not None:  # the told trial may have superseded the best's models
-        objective.keeper.prune(study)
+        try:
+            objective.keeper.prune(study)
+        except Exception as exc:  # a store or database hiccup: the next tell prunes again
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            progress.note(f"  superseded models not removed yet ({reason})")
 
 
 def _raise(exc: Exception) -> None:

@@ -270,13 +270,14 @@ def _study(values: dict[str, Any], table: Mapping[str, Any]) -> StudySpec:
         if values["direction"] is None:
             raise SweepError("study.direction: missing; this key is required")
         return StudySpec(**values)
-    for key in ("objective", "direction"):
-        if key in table:
-            raise SweepError(f"study.{key}: not beside study.objectives; give each objective's "
-                             "metric and direction there")
     objectives = tuple(ObjectiveSpec(e["metric"], e["direction"], e.get("reduce", values["reduce"]))
                        for e in entries)
     first = objectives[0]
+    # A file's single objective may stay beside --set study.objectives when it is the first.
+    for key, given in (("objective", first.metric), ("direction", first.direction)):
+        if key in table and table[key] != given:
+            raise SweepError(f"study.{key} = {table[key]!r}: not beside study.objectives, whose "
+                             f"first objective has {given!r}; drop it or make them agree")
     return StudySpec(**{**values, "objective": first.metric, "direction": first.direction,
                         "reduce": first.reduce}, objectives=objectives)
 

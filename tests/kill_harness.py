@@ -78,7 +78,7 @@ def _commit(conn):
         threading.Timer(0.05, _kill).start()
     elif POINT == "interrupt" and "epoch" in marks and _count():
         armed = signal.SIGINT
-    elif POINT in marks and _count():
+    elif POINT in ("run-end", "trial-end") and POINT in marks and _count():
         armed = signal.SIGKILL
 
 

@@ -25,14 +25,17 @@ SPACE = textwrap.dedent("""
 def test_a_when_parameter_is_left_out_where_its_condition_fails(tmp_path, mnist_data):
     path = tmp_path / "small.toml"
     path.write_text(SMALL_SWEEP)
-    sweep = load_sweep(path, [*TINY, "search.space={layers={low=1, high=2}, "
-                                     "width_1=[4, 8], width_2={choices=[4, 8], "
-                                     "when={layers={min=2}}}}"])
+    # One enqueued configuration per branch, then a sampled one (3 architectures to compile).
+    sweep = load_sweep(path, [*TINY, "search.n_trials=3",
+                              "search.space={layers={low=1, high=2}, width_1=[4, 8], "
+                              "width_2={choices=[4, 8], when={layers={min=2}}}}",
+                              "search.enqueue=[{layers=1, width_1=4}, "
+                              "{layers=2, width_1=8, width_2=4}]"])
     url = f"sqlite:///{tmp_path / 'when.db'}"
     run_sweep(sweep, storage=url)
     with Results(url) as r:
         trials = r.trials("small")
-    assert (trials["state"] == "COMPLETE").all() and len(trials) == 5
+    assert (trials["state"] == "COMPLETE").all() and len(trials) == 3
     assert (trials["width_2"].isna() == (trials["layers"] < 2)).all()
     assert set(trials["layers"]) == {1, 2}  # both branches ran
 

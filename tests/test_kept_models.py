@@ -130,10 +130,11 @@ class Folder(optuna.artifacts.FileSystemArtifactStore):
         super().remove(artifact_id)
 
 
-def trials_with_models(store, tmp_path, direction: str, n: int):
+def trials_with_models(store, tmp_path, direction: str, n: int, unsaved: int | None = None):
     """A study of ``n`` running trials, each with one run recorded COMPLETE with an uploaded
     file, as a run that keeps its model is (no training: the pruning rules are what is
-    tested); returns (study, trials, artifact ids)."""
+    tested), except trial ``unsaved``, whose model failed to save; returns (study, trials,
+    artifact ids)."""
     (tmp_path / "artifacts").mkdir()
     study = optuna.create_study(storage=store.optuna, direction=direction)
     leases, recorder = Leases(store.engine), Recorder(store.engine)
@@ -141,6 +142,9 @@ def trials_with_models(store, tmp_path, direction: str, n: int):
     for trial in trials:
         claim = leases.take(trial._trial_id)
         run_id = recorder.start_run(claim, seed=0)
+        if trial.number == unsaved:
+            recorder.finish_run(claim, run_id, "COMPLETE")
+            continue
         path = tmp_path / f"trial-{trial.number}.keras"
         path.write_bytes(b"model")
         ids.append(optuna.artifacts.upload_artifact(
@@ -185,3 +189,13 @@ def test_a_crash_between_removing_a_file_and_its_records_is_finished_by_the_next
     store_.remove(ids[1])  # the file went, then the worker died
     assert keeper.prune(study) == 1
     assert kept_ids(store.url) == {ids[0]}
+
+
+def test_the_previous_best_keeps_its_models_while_the_new_best_has_none_stored(store, tmp_path):
+    study, trials, ids = trials_with_models(store, tmp_path, "maximize", 2, unsaved=1)
+    keeper = ModelKeeper(optuna.artifacts.FileSystemArtifactStore(tmp_path / "artifacts"),
+                         "best", store.engine)
+    study.tell(trials[0], 0.5)
+    study.tell(trials[1], 0.9)  # the best, but its model failed to save
+    assert keeper.prune(study) == 0
+    assert set(os.listdir(tmp_path / "artifacts")) == set(ids) == kept_ids(store.url)

@@ -47,6 +47,7 @@ def test_each_trial_has_one_mean_per_objective_and_their_statistics(two_objectiv
     with Results(url) as r:
         trials = r.trials("small")
         runs = r.runs("small")
+        seeds = r.seed_table("small", "params")
     assert len(study.trials) == 4
     for t in study.trials:
         width = t.params["width"]
@@ -59,6 +60,8 @@ def test_each_trial_has_one_mean_per_objective_and_their_statistics(two_objectiv
         assert t.user_attrs["mean"] == stats["val_accuracy"]["mean"]  # the first's, as before
         row = trials[trials["number"] == t.number].iloc[0]
         assert row["params.mean"] == params and row["value"] == t.values[0]
+        table = seeds[seeds["trial"] == t.number]
+        assert list(table["value"]) == [params, params]
 
 
 def test_the_pareto_front_is_the_one_computed_from_the_trials_table(two_objectives):
@@ -114,7 +117,12 @@ def test_epoch_seconds_is_each_runs_wall_time_per_epoch_with_nsga2(tmp_path, mni
     assert isinstance(study.sampler, optuna.samplers.NSGAIISampler)
     with Results(url) as r:
         runs = r.runs("small")
+        seconds = r.seed_table("small", "epoch_seconds")  # the sample hpo compare tests
+        versus = r.compare_all("small", "epoch_seconds", direction="minimize")
     for t in study.trials:
         mine = runs[runs["trial"] == t.number]
         assert t.values[1] == pytest.approx((mine["wall_s"] / mine["epochs"]).mean())
         assert t.values[0] == pytest.approx(mine["val_loss"].mean())
+        assert seconds.loc[seconds["trial"] == t.number, "value"].mean() == pytest.approx(
+            t.values[1])
+    assert versus.attrs["best"] == min(study.trials, key=lambda t: t.values[1]).number

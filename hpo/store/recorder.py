@@ -85,12 +85,13 @@ class Recorder:
         self.seconds += time.perf_counter() - began
 
     def finish_run(self, claim: Claim, run_id: int, state: str, error: str | None = None,
-                   model: tuple[str, int] | None = None) -> None:
-        """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time; with
-        ``model`` (artifact id, epoch) record the run's kept model in the same transaction."""
+                   model: tuple[str, int] | None = None, ended: float | None = None) -> None:
+        """Mark a run COMPLETE, FAIL (with its reason) or PRUNED and store its wall time, from
+        its start to ``ended`` (``time.perf_counter()``, default now); with ``model`` (artifact
+        id, epoch) record the run's kept model in the same transaction."""
         began = time.perf_counter()
         started = self._clock.pop(run_id, None)
-        wall_s = began - started if started is not None else None
+        wall_s = (ended or began) - started if started is not None else None
         with self.engine.begin() as conn:
             fence(conn, claim)
             conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -87,12 +88,13 @@ def test_views_answer_without_hpo(small_study):
 
 
 def recorded_trial(store, study: optuna.Study) -> int:
-    """A trial with a lease, a run and an epoch, as hpo records them; returns its trial id."""
+    """A trial with a lease, a run, an epoch and a kept model, as hpo records them; returns
+    its trial id."""
     claim = Leases(store.engine).take(study.ask()._trial_id)
     recorder = Recorder(store.engine)
     run_id = recorder.start_run(claim, seed=0)
     recorder.record_epoch(claim, run_id, 1, {"loss": 1.0})
-    recorder.finish_run(claim, run_id, "COMPLETE")
+    recorder.finish_run(claim, run_id, "COMPLETE", model=(f"model-of-run-{run_id}", 1))
     return claim.trial_id
 
 
@@ -100,7 +102,7 @@ def counts(url: str) -> tuple:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         found = tuple(conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar()
-                      for table in ("hpo_runs", "hpo_epochs", "hpo_leases"))
+                      for table in ("hpo_runs", "hpo_epochs", "hpo_leases", "hpo_models"))
     engine.dispose()
     return found
 
@@ -118,13 +120,13 @@ def test_a_study_deleted_by_plain_optuna_takes_its_runs_along(backend, sqlite_ur
     store = Store.open(url, create=True)
     study = optuna.create_study(study_name="s", storage=store.optuna)
     trial_id = recorded_trial(store, study)
-    assert counts(url) == (1, 1, 1)
+    assert counts(url) == (1, 1, 1, 1)
     store.dispose()
     # Another process, without hpo: SQLite's foreign keys are off on its connections.
     deleted = subprocess.run([sys.executable, "-c", PLAIN_OPTUNA_DELETE, url],
                              capture_output=True, text=True, timeout=120)
     assert deleted.returncode == 0, deleted.stderr
-    assert counts(url) == (0, 0, 0)
+    assert counts(url) == (0, 0, 0, 0)
     store = Store.open(url, create=True)
     study = optuna.create_study(study_name="s", storage=store.optuna)
     reused = study.ask()._trial_id  # SQLite hands out the deleted trial's id again
@@ -179,3 +181,19 @@ def test_the_curve_view_variance_is_stable_and_leaves_failed_runs_out(sqlite_url
     assert mean == pytest.approx(np.mean(values))
     assert var == pytest.approx(np.var(values, ddof=1), rel=1e-6)
     store.dispose()
+
+
+def test_an_earlier_hpos_trigger_is_replaced_by_one_that_cleans_kept_models(sqlite_url):
+    store = Store.open(sqlite_url, create=True)
+    with store.engine.begin() as conn:  # as a database from before hpo_models existed
+        conn.exec_driver_sql("DROP TRIGGER hpo_run_deleted")
+        conn.exec_driver_sql("CREATE TRIGGER hpo_run_deleted AFTER DELETE ON hpo_runs FOR EACH "
+                             "ROW BEGIN DELETE FROM hpo_epochs WHERE run_id = OLD.run_id; END")
+    store.dispose()
+    store = Store.open(sqlite_url, create=True)
+    study = optuna.create_study(study_name="s", storage=store.optuna)
+    recorded_trial(store, study)
+    store.dispose()
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:  # foreign keys off
+        conn.execute("DELETE FROM hpo_runs")
+        assert conn.execute("SELECT COUNT(*) FROM hpo_models").fetchone() == (0,)

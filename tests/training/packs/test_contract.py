@@ -137,8 +137,11 @@ def runs(histories: dict, sink: CollectSink) -> dict:
     for seed, epoch, logs in sink.epochs:
         reported.setdefault(seed, []).append([epoch, sorted(logs)])
     ended = [event[1] for event in sink.events if event[0] == "epoch_ended"]
+    # What a kept model would hold: each run's epoch, and its weights' sums of magnitudes.
+    trained = {seed: [epoch, [float(np.abs(w).sum()) for w in weights]]
+               for seed, (epoch, weights) in sink.trained.items()}
     return {"histories": histories, "errors": sink.errors, "reported": reported,
-            "late": sink.late_epochs(), "ended": ended}
+            "late": sink.late_epochs(), "ended": ended, "trained": trained}
 
 
 def outcome(case_name: str, fast: bool, solo: dict | None = None) -> dict:
@@ -269,6 +272,10 @@ def test_the_fast_paths_train_as_keras_fit_where_nothing_is_drawn(outcomes, pack
         assert packed[seed]["loss"] == pytest.approx(keras_fit[seed]["loss"], rel=1e-5)
         assert packed[seed]["val_accuracy"] == pytest.approx(keras_fit[seed]["val_accuracy"],
                                                              rel=1e-6)
+        # Keras fit's run hands over its model too: the last epoch's weights.
+        fit_model, packed_model = got["keras"]["trained"][seed], got["packed"]["trained"][seed]
+        assert fit_model[0] == packed_model[0] == len(keras_fit[seed]["loss"])
+        assert fit_model[1] == pytest.approx(packed_model[1], rel=1e-4)
 
 
 @every_pack
@@ -302,6 +309,14 @@ def test_per_replica_early_stopping_matches_solo(outcomes, pack):
     for s in seeds:
         assert packed[s]["test_accuracy"] == pytest.approx(solo[s]["test_accuracy"], rel=1e-6)
         assert packed[s]["test_loss"] == pytest.approx(solo[s]["test_loss"], rel=1e-5)
+    # The model each run hands over (what keep_models stores) is its restored best epoch's,
+    # the same weights packed as solo, though the pack trained on after the replica stopped.
+    kept, alone = got["packed"]["trained"], got["solo"]["trained"]
+    for s in seeds:
+        val_loss = solo[s]["val_loss"]
+        assert kept[s][0] == alone[s][0] == 1 + val_loss.index(min(val_loss))
+        assert kept[s][1] == pytest.approx(alone[s][1], rel=1e-4)
+    assert any(kept[s][0] < len(solo[s]["loss"]) for s in seeds)  # an earlier epoch restored
 
 
 @every_pack

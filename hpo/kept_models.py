@@ -135,16 +135,20 @@ def snapshot(model: Any, epoch: int) -> Snapshot:
     return Snapshot(model, [w.copy() for w in model.get_weights()], epoch)
 
 
-def save_model(kept: Snapshot, spec: TrainSpec, path: str) -> None:
+def save_model(kept: Snapshot, spec: TrainSpec, path: str, copy: Any = None) -> Any:
     """Save ``kept`` to ``path`` (``.keras``): a copy of the model with its weights, compiled
-    with ``spec`` (the optimizer built, with zero slots, so that loading warns of nothing)."""
+    with ``spec`` (the optimizer built, with zero slots, so that loading warns of nothing).
+    Returns the copy: pass it back for another run of the same trial (same architecture) to
+    skip cloning and compiling again."""
     from hpo.training.compile import compile_model
 
-    copy = keras.models.clone_model(kept.model)
+    if copy is None:
+        copy = keras.models.clone_model(kept.model)
+        compile_model(copy, spec)
+        copy.optimizer.build(copy.trainable_variables)
     copy.set_weights(kept.weights)
-    compile_model(copy, spec)
-    copy.optimizer.build(copy.trainable_variables)
     copy.save(path)
+    return copy
 
 
 class ModelKeeper:
@@ -180,16 +184,24 @@ class ModelKeeper:
         if setting and study.user_attrs.get(ARTIFACTS_ATTR) != setting:
             study.set_user_attr(ARTIFACTS_ATTR, setting)
 
-    def upload(self, trial: optuna.Trial, seed: int, kept: Snapshot, spec: TrainSpec) -> str:
-        """Save ``kept`` and upload it to ``trial``; return the artifact id."""
+    def upload(self, trial: optuna.Trial, seed: int, kept: Snapshot, spec: TrainSpec,
+               copy: Any = None) -> tuple[str, Any]:
+        """Save ``kept`` and upload it to ``trial``: (the artifact id, the compiled copy to
+        pass back for the trial's next run, see :func:`save_model`)."""
         base = file_path(self.store, "")
         if base is not None:
             os.makedirs(base, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="hpo-model-") as folder:
             path = os.path.join(folder, f"trial-{trial.number}-seed-{seed}.keras")
-            save_model(kept, spec, path)
-            return optuna.artifacts.upload_artifact(
+            try:
+                copy = save_model(kept, spec, path, copy)
+            except Exception:
+                if copy is None:
+                    raise
+                copy = save_model(kept, spec, path)  # the kept copy went stale: a fresh one
+            artifact = optuna.artifacts.upload_artifact(
                 artifact_store=self.store, file_path=path, study_or_trial=trial)
+        return artifact, copy
 
     def prune(self, study: optuna.Study) -> int:
         """Under ``"best"``: remove the models of finished trials that are not the best (the

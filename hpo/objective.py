@@ -318,6 +318,7 @@ class ModelKeeping:
         self.keeper, self.trial, self.spec, self.hold = keeper, trial, spec, hold
         self.display = display
         self.snapshots: dict[int, Snapshot] = {}
+        self.copy = None  # the compiled copy the trial's runs are saved through
 
     def run_trained(self, seed: int, epoch: int, model) -> None:
         """Copy the run's weights: a packed replica's may change after its run ended."""
@@ -331,7 +332,9 @@ class ModelKeeping:
             return None
         self.hold()
         try:
-            return self.keeper.upload(self.trial, seed, kept, self.spec), kept.epoch
+            artifact, self.copy = self.keeper.upload(self.trial, seed, kept, self.spec,
+                                                     self.copy)
+            return artifact, kept.epoch
         except Exception as exc:  # the user's model may not serialize; the run stays recorded
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())
             self.display.note(f"  seed {seed}: its model was not kept ({reason})")

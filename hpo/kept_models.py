@@ -12,7 +12,8 @@ the run COMPLETE, so a run is never COMPLETE with a model half recorded.
 Under ``"best"``, after each trial is told, the models of every *finished* trial that is not the
 best (with several objectives: not on the Pareto front) are removed from the store and from the
 records, once every COMPLETE run of the best has its model recorded (a model that failed to
-save keeps the previous best's until a later tell). Unfinished trials keep theirs: a trial's
+save keeps the previous best's until a later tell; a best trial that ran without keeping models
+does not hold pruning up). Unfinished trials keep theirs: a trial's
 models are stored and recorded before it can become the best, and the previous best's are
 removed only after that. Workers may prune at the same time: removing is idempotent.
 
@@ -33,7 +34,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -52,6 +55,10 @@ keras = LazyImport("keras")
 
 # Study user attribute: the artifact store a sweep named (``[study] artifacts``), resolved.
 ARTIFACTS_ATTR = "hpo.artifacts"
+# Trial user attribute: the trial ran keeping its models (a study continued under another
+# keep_models, or begun before kept models existed, has best trials without any).
+KEEPS_MODELS_ATTR = "hpo.keeps_models"
+_MODEL_FILE = re.compile(r"trial-\d+-seed-\d+\.keras")  # the file name upload() gives
 _PREFIX = "artifacts:"  # Optuna's key of an artifact's entry in the trial's system attributes
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
              optuna.trial.TrialState.FAIL)
@@ -173,15 +180,20 @@ class ModelKeeper:
 
     def attach(self, study: optuna.Study, engine: sa.Engine, setting: str | None) -> None:
         """Use ``engine`` (the study's database), and remember the store on the study for
-        readers (:func:`study_location`): an explicit ``[study] artifacts`` ``setting``, or the
-        default folder made absolute when the database is not a SQLite file (the default then
-        depends on the working directory; beside a SQLite file it moves with the file)."""
+        readers (:func:`study_location`) and later workers: an explicit ``[study] artifacts``
+        ``setting``, or the default folder made absolute when the database is not a SQLite file
+        (the default then depends on the working directory; beside a SQLite file it moves with
+        the file). Without a setting, a location the study already holds is used."""
         self.engine = engine
+        stored = study.user_attrs.get(ARTIFACTS_ATTR)
         url = make_url(str(engine.url))
+        if not setting and stored:  # the location the study's first worker recorded
+            self.store = open_store(stored)
+            return
         if not setting and not (url.get_backend_name() == "sqlite" and url.database):
             setting = location(str(engine.url), study.study_name)
         setting = _resolved(setting)
-        if setting and study.user_attrs.get(ARTIFACTS_ATTR) != setting:
+        if setting and stored != setting:
             study.set_user_attr(ARTIFACTS_ATTR, setting)
 
     def upload(self, trial: optuna.Trial, seed: int, kept: Snapshot, spec: TrainSpec,
@@ -212,10 +224,12 @@ class ModelKeeper:
         # first read (kept) and, if it became the best, makes the previous best removable.
         finished = {t._trial_id for t in study.get_trials(deepcopy=False, states=_FINISHED)}
         try:
-            best = {t._trial_id for t in study.best_trials}
+            front = study.best_trials
         except ValueError:  # no COMPLETE trial yet
-            best = set()
-        if not self._stored(best):
+            front = []
+        best = {t._trial_id for t in front}
+        keeping = {t._trial_id for t in front if t.user_attrs.get(KEEPS_MODELS_ATTR)}
+        if not self._stored(keeping):
             return 0  # a best trial's models failed to store: keep the previous ones for now
         return self.remove(sorted(finished - best))
 
@@ -246,11 +260,14 @@ class ModelKeeper:
                 .where(Run.trial_id.in_(list(trial_ids)))
             ).all()
             listed = conn.execute(
-                sa.text("SELECT key, trial_id FROM trial_system_attributes "
+                sa.text("SELECT key, trial_id, value_json FROM trial_system_attributes "
                         "WHERE key LIKE 'artifacts:%' AND trial_id IN :ids")
                 .bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": list(trial_ids)}).all()
-        rows = sorted({*recorded, *((key.removeprefix(_PREFIX), t) for key, t in listed)})
+        # Only hpo's own uploads: a file a user attached (through the dashboard) stays.
+        ours = [(key.removeprefix(_PREFIX), t) for key, t, value in listed
+                if _MODEL_FILE.fullmatch((json.loads(json.loads(value)) or {}).get("filename", ""))]
+        rows = sorted({*recorded, *ours})
         for artifact_id, trial_id in rows:
             with contextlib.suppress(optuna.artifacts.exceptions.ArtifactNotFound):
                 self.store.remove(artifact_id)

@@ -50,7 +50,7 @@ from hpo import interrupts
 from hpo.config import ObjectiveSpec, Sweep, TrainSpec
 from hpo.datasets.prepare import DataSource
 from hpo.errors import LeaseLost, RunError
-from hpo.kept_models import ModelKeeper, Snapshot, snapshot
+from hpo.kept_models import KEEPS_MODELS_ATTR, ModelKeeper, Snapshot, snapshot
 from hpo.models import builders
 from hpo.progress import Progress
 from hpo.stats import mean_curve, reduce_history, summarize
@@ -133,8 +133,10 @@ class Objective:
         recording = RunRecording(self.recorder, claim)
         prune_on = sweep.study.objective if sweep.search.pruner != "none" else None
         pruning = EpochPruning(trial, self.storage, prune_on, recording.hold)
-        keeping = (ModelKeeping(self.keeper, trial, spec, recording.hold, self.progress)
-                   if self.keeper is not None else None)
+        keeping = None
+        if self.keeper is not None:
+            trial.set_user_attr(KEEPS_MODELS_ATTR, True)
+            keeping = ModelKeeping(self.keeper, trial, spec, recording.hold, self.progress)
         sink = TrialSink(recording, pruning, self.progress, trial.number, keeping)
         sink.errors.update({s: r.error or "failed" for s, r in reused.items() if r.state == "FAIL"})
         return TrialWork(

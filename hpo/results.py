@@ -408,8 +408,9 @@ class Results:
         """(direction, reduce) for ``metric``: an objective's own, else the first objective's."""
         sweep = self.sweep_settings(name)
         objective = {o["metric"]: o for o in sweep.get("study.objectives", [])}.get(metric, {})
-        return (objective.get("direction") or self.direction(name),
-                objective.get("reduce") or sweep.get("study.reduce", "last"))
+        reduce = "run" if metric in RUN_MEASURES else (
+            objective.get("reduce") or sweep.get("study.reduce", "last"))
+        return objective.get("direction") or self.direction(name), reduce
 
     def _measure_table(self, name: str, metric: str) -> pd.DataFrame:
         """A run measure per (trial, seed), as the objective computed it: ``epoch_seconds``
@@ -428,6 +429,9 @@ class Results:
                     counted[t.number] = found[0]["mean"]
                 elif single:
                     counted[t.number] = t.user_attrs.get("mean")
+            if not counted:
+                raise MetricNotFound(f"metric {metric!r}: not an objective of study {name!r}, "
+                                     "so its models' parameters were not counted")
             runs["value"] = runs["trial"].map(counted)
         runs = runs[runs["value"].notna()]
         return runs[["trial", "seed", "value"]].astype({"value": "float64"})
@@ -715,8 +719,10 @@ def versus_legend(versus: pd.DataFrame) -> list[str]:
     if s["best"] is None:
         return [f"no COMPLETE trial with per-seed values of {s['metric']}: nothing to compare"]
     highest = "highest" if s["direction"] == "maximize" else "lowest"
-    lines = [f"★ best: trial {s['best']}, the {highest} mean {s['metric']} ({s['reduce']} epoch "
-             "per seed) over its COMPLETE runs (runs not COMPLETE are left out of every "
+    per_seed = ("one value per run" if s["reduce"] == "run"
+                else f"{s['reduce']} epoch per seed")
+    lines = [f"★ best: trial {s['best']}, the {highest} mean {s['metric']} ({per_seed}) "
+             "over its COMPLETE runs (runs not COMPLETE are left out of every "
              "statistic here)"]
     if versus.empty:
         return lines + ["vs best: no other COMPLETE trial to test"]

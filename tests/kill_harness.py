@@ -2,7 +2,9 @@
 
 ``HPO_KILL_AT=POINT:N`` picks the N-th occurrence (counted from this process's start) of:
 
-- ``epoch``: an epoch's metrics committed; SIGKILL 50 ms later, while the next epoch trains
+- ``epoch``: an epoch's metrics committed; SIGKILL at the next statement (a heartbeat, or the
+  next epoch's write: that epoch trained and lost), not after a timer, whose margin depends on
+  how fast the next epoch and the run's end are
 - ``epoch-write``: an epoch's INSERT executed but not committed (a database write in flight)
 - ``run-end``: a run's end committed; SIGKILL before the next statement (between seeds)
 - ``trial-end``: Optuna's COMPLETE state of a trial committed; SIGKILL before the next
@@ -26,7 +28,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -75,7 +76,7 @@ def _commit(conn):
     global armed
     marks = {key for key in ("epoch", "run-end", "trial-end") if conn.info.pop(key, False)}
     if POINT == "epoch" and "epoch" in marks and _count():
-        threading.Timer(0.05, _kill).start()
+        armed = signal.SIGKILL
     elif POINT == "interrupt" and "epoch" in marks and _count():
         armed = signal.SIGINT
     elif POINT in ("run-end", "trial-end") and POINT in marks and _count():

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from hpo import Results, parse_sweep, run_sweep
 from hpo.cli import main
-from hpo.kept_models import ModelKeeper, location
+from hpo.kept_models import KEEPS_MODELS_ATTR, ModelKeeper, location
 from hpo.store.lease import Leases
 from hpo.store.recorder import Recorder
 
@@ -140,6 +140,7 @@ def trials_with_models(store, tmp_path, direction: str, n: int, unsaved: int | N
     leases, recorder = Leases(store.engine), Recorder(store.engine)
     trials, ids = [study.ask() for _ in range(n)], []
     for trial in trials:
+        trial.set_user_attr(KEEPS_MODELS_ATTR, True)  # as Objective.prepare marks it
         claim = leases.take(trial._trial_id)
         run_id = recorder.start_run(claim, seed=0)
         if trial.number == unsaved:
@@ -199,3 +200,30 @@ def test_the_previous_best_keeps_its_models_while_the_new_best_has_none_stored(s
     study.tell(trials[1], 0.9)  # the best, but its model failed to save
     assert keeper.prune(study) == 0
     assert set(os.listdir(tmp_path / "artifacts")) == set(ids) == kept_ids(store.url)
+
+
+def test_a_best_trial_run_without_keeping_does_not_hold_pruning_up(store, tmp_path):
+    # A study continued under "best" after running under "none": its best never had models.
+    study, trials, ids = trials_with_models(store, tmp_path, "maximize", 2, unsaved=1)
+    study._storage.set_trial_user_attr(trials[1]._trial_id, KEEPS_MODELS_ATTR, False)
+    keeper = ModelKeeper(optuna.artifacts.FileSystemArtifactStore(tmp_path / "artifacts"),
+                         "best", store.engine)
+    study.tell(trials[0], 0.5)
+    study.tell(trials[1], 0.9)
+    assert keeper.prune(study) == 1 and os.listdir(tmp_path / "artifacts") == []
+
+
+def test_files_uploaded_but_never_recorded_go_with_their_trial_and_users_files_stay(
+        store, tmp_path):
+    study, trials, ids = trials_with_models(store, tmp_path, "maximize", 2)
+    folder = optuna.artifacts.FileSystemArtifactStore(tmp_path / "artifacts")
+    uploaded = {}
+    for name in ("trial-0-seed-1.keras", "notes.txt"):  # a killed worker's, a user's
+        (tmp_path / name).write_text("x")
+        uploaded[name] = optuna.artifacts.upload_artifact(
+            artifact_store=folder, file_path=str(tmp_path / name), study_or_trial=trials[0])
+    keeper = ModelKeeper(folder, "best", store.engine)
+    study.tell(trials[0], 0.5)
+    study.tell(trials[1], 0.9)
+    assert keeper.prune(study) == 2  # trial 0's recorded model and the unrecorded one
+    assert set(os.listdir(tmp_path / "artifacts")) == {ids[1], uploaded["notes.txt"]}

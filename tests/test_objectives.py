@@ -126,3 +126,21 @@ def test_epoch_seconds_is_each_runs_wall_time_per_epoch_with_nsga2(tmp_path, mni
         assert seconds.loc[seconds["trial"] == t.number, "value"].mean() == pytest.approx(
             t.values[1])
     assert versus.attrs["best"] == min(study.trials, key=lambda t: t.values[1]).number
+
+
+def test_each_objective_is_compared_in_its_own_direction_and_listed(two_objectives):
+    _, url, study = two_objectives
+    with Results(url) as r:
+        versus = r.compare_all("small", "params")  # params minimize: the smallest model wins
+        studies = r.studies()
+    smallest = min(study.trials, key=lambda t: (t.values[1], -t.values[0]))
+    assert versus.attrs["direction"] == "minimize" and versus.attrs["reduce"] == "run"
+    assert study.trials[versus.attrs["best"]].values[1] == smallest.values[1]
+    assert studies.loc[studies["name"] == "small", "direction"].item() == "maximize, minimize"
+
+
+def test_a_files_own_objective_may_stay_beside_objectives_when_it_is_the_first():
+    sweep = parse_sweep(SMALL_SWEEP, [  # SMALL_SWEEP has objective val_accuracy, maximize
+        "study.objectives=[{metric='val_accuracy', direction='maximize'}, "
+        "{metric='params', direction='minimize'}]"])
+    assert [o.metric for o in sweep.study.objectives] == ["val_accuracy", "params"]

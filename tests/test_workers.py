@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from hpo import Results
 
-WIDTHS = [2, 4, 8, 16]  # more trials than workers: they race for every point
+WIDTHS = [2, 4, 8, 16]  # four workers asking two trials each: they race for every point
 WORKERS = 4
 
 

@@ -271,6 +271,7 @@ def _spawn_workers(args: argparse.Namespace, sweep, url: str) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from hpo.config import RUN_MEASURES
+    from hpo.space import FunctionSpace
 
     sweep = _load_sweep(args)
     trials, repeats, epochs = sweep.n_trials, sweep.protocol.repeats, sweep.train.epochs
@@ -284,8 +285,8 @@ def _check(args: argparse.Namespace) -> int:
           f"{trials * repeats * epochs} epochs; sampler {sweep.search.sampler}")
     for name, param in sweep.search.space.items():
         print(f"  {name}: {param.to_toml()}")
-    if not sweep.search.space and isinstance(sweep.search.space.to_toml(), str):
-        print(f"  parameters suggested by {sweep.search.space.to_toml()} (define-by-run)")
+    if isinstance(sweep.search.space, FunctionSpace):
+        print(f"  parameters suggested by {sweep.search.space.path} (define-by-run)")
     _warn_pruner(sweep)
     return 0
 

@@ -43,13 +43,14 @@ from typing import Any, NamedTuple
 
 import optuna
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from hpo._imports import LazyImport
 from hpo.config import Sweep, TrainSpec
 from hpo.errors import SweepError
 from hpo.registry import import_callable, is_function_path
+from hpo.store import sqlite_file
 from hpo.store.schema import KeptModel, Run
+from hpo.study import FINISHED
 
 keras = LazyImport("keras")
 
@@ -60,8 +61,6 @@ ARTIFACTS_ATTR = "hpo.artifacts"
 KEEPS_MODELS_ATTR = "hpo.keeps_models"
 _MODEL_FILE = re.compile(r"trial-\d+-seed-\d+\.keras")  # the file name upload() gives
 _PREFIX = "artifacts:"  # Optuna's key of an artifact's entry in the trial's system attributes
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-             optuna.trial.TrialState.FAIL)
 
 
 def location(storage_url: str, study_name: str, setting: str | None = None) -> str:
@@ -69,9 +68,9 @@ def location(storage_url: str, study_name: str, setting: str | None = None) -> s
     the folder ``<study_name>/artifacts`` beside a SQLite file, else under ``studies/``."""
     if setting:
         return setting
-    url = make_url(storage_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return os.path.join(os.path.dirname(url.database), study_name, "artifacts")
+    database = sqlite_file(storage_url)
+    if database is not None:
+        return os.path.join(os.path.dirname(database), study_name, "artifacts")
     return os.path.join("studies", study_name, "artifacts")
 
 
@@ -186,12 +185,12 @@ class ModelKeeper:
         the file). Without a setting, a location the study already holds is used."""
         self.engine = engine
         stored = study.user_attrs.get(ARTIFACTS_ATTR)
-        url = make_url(str(engine.url))
         if not setting and stored:  # the location the study's first worker recorded
             self.store = open_store(stored)
             return
-        if not setting and not (url.get_backend_name() == "sqlite" and url.database):
-            setting = location(str(engine.url), study.study_name)
+        url = engine.url.render_as_string(hide_password=False)
+        if not setting and sqlite_file(url) is None:
+            setting = location(url, study.study_name)
         setting = _resolved(setting)
         if setting and stored != setting:
             study.set_user_attr(ARTIFACTS_ATTR, setting)
@@ -222,7 +221,7 @@ class ModelKeeper:
             return 0
         # States first, the best second: a trial that finishes in between is unfinished in the
         # first read (kept) and, if it became the best, makes the previous best removable.
-        finished = {t._trial_id for t in study.get_trials(deepcopy=False, states=_FINISHED)}
+        finished = {t._trial_id for t in study.get_trials(deepcopy=False, states=FINISHED)}
         try:
             front = study.best_trials
         except ValueError:  # no COMPLETE trial yet

@@ -53,6 +53,7 @@ from hpo.errors import LeaseLost, RunError
 from hpo.kept_models import KEEPS_MODELS_ATTR, ModelKeeper, Snapshot, snapshot
 from hpo.models import builders
 from hpo.progress import Progress
+from hpo.space import FunctionSpace
 from hpo.stats import mean_curve, reduce_history, summarize
 from hpo.store.lease import Claim
 from hpo.store.recorder import Recorder
@@ -119,7 +120,10 @@ class Objective:
         sweep = self.sweep
         try:
             params = sweep.search.space.suggest(trial)
-        except Exception as exc:  # a define-by-run space's own error, on this trial's branch
+        except Exception as exc:
+            if not isinstance(sweep.search.space, FunctionSpace):
+                raise  # a table's suggestions raise only what Optuna or its database raise
+            # a define-by-run space's own error, on this trial's branch
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())
             trial.set_user_attr(ERROR_ATTR, reason)
             raise RunError(f"trial {trial.number}: search.space raised {reason}") from exc

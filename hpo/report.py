@@ -40,6 +40,7 @@ from hpo.errors import HpoError, QueryError
 from hpo.results import Results, left_out_lines, param_columns, versus_legend
 
 FORMATS = ("html", "md")
+FIGURES = ("curves", "param", "best")  # the figures a study's report may have, by name
 BEST_CURVES = 5  # the best trials whose mean curves are drawn together
 
 
@@ -155,8 +156,10 @@ def study_report(results: Results, study: str | int, published: Sequence[Publish
     settings = results.sweep_settings(name)
     trials = results.trials(name, sort="param")
     params = param_columns(trials)
-    left_out = results.left_out_seeds(name)
     runs = results.runs(name)
+    # Results.left_out_seeds, from the runs read here rather than read again.
+    left_out = runs.loc[runs["state"] != "COMPLETE", ["trial", "seed", "state", "error"]
+                        ].reset_index(drop=True)
     trained = {int(t): _span(g["epochs"]) for t, g in runs.groupby("trial")}
     columns, rows, legend = trial_table(trials, results.compare_all(name, alpha=alpha), left_out,
                                         trained)
@@ -335,8 +338,8 @@ def write_report(reports: Sequence[StudyReport], out: str | Path, fmt: str = "ht
         images = {}
         for report in reports:
             stem = file_stem(report.name)
-            for old in folder.glob(f"{stem}-*.png"):  # an earlier report's figures
-                old.unlink()
+            for name in FIGURES:  # an earlier report's (not another study's whose name goes on)
+                (folder / f"{stem}-{name}.png").unlink(missing_ok=True)
             for figure in report.figures:
                 image = folder / f"{stem}-{figure.name}.png"
                 image.write_bytes(figure.png)

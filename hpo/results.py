@@ -23,7 +23,7 @@ from hpo import kept_models, stats
 from hpo.config import RUN_MEASURES
 from hpo.errors import MetricNotFound, QueryError, StudyNotFound
 from hpo.stats import Summary
-from hpo.store import Store
+from hpo.store import Store, sqlite_file
 from hpo.study import OBJECTIVES_ATTR, PRUNED_AT_ATTR, SKIPPED_ATTR, SWEEP_ATTR
 
 _STAT_COLUMNS = [f for f in Summary.__dataclass_fields__]
@@ -212,7 +212,7 @@ class Results:
                   if SKIPPED_ATTR not in t.user_attrs]
         params = sorted({name for t in trials for name in t.params})
         several = len(loaded.directions) > 1
-        objectives = (self.objectives(loaded.study_name) if several else [])
+        objectives = _objectives(loaded) if several else []
         rows = []
         for t in trials:
             row = {"number": t.number, "state": t.state.name}
@@ -262,15 +262,15 @@ class Results:
         return self._matching(frame, name, where)
 
     def _read_epochs(self, name: str) -> pd.DataFrame:
-        url = sa.engine.make_url(self.store.url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = sqlite_file(self.store.url)
+        if database is not None:
             try:
                 import adbc_driver_sqlite.dbapi as adbc
             except ImportError:
                 adbc = None
             if adbc is not None:
                 # Arrow's columnar fetch: about 4x faster than building a Python row per value.
-                with adbc.connect(url.database) as conn, conn.cursor() as cursor:
+                with adbc.connect(database) as conn, conn.cursor() as cursor:
                     cursor.execute(_EPOCHS_QUERY.format(study="?"), (name,))
                     frame = cursor.fetch_arrow_table().to_pandas()
                 for column in ("trial", "seed", "epoch"):
@@ -421,8 +421,10 @@ class Results:
         if metric == "epoch_seconds":
             runs["value"] = runs["wall_s"] / runs["epochs"]
         else:
-            counted, single = {}, self.sweep_settings(name).get("study.objective") == metric
-            for t in self._study(name).get_trials(deepcopy=False):
+            loaded = self._study(name)
+            counted = {}
+            single = loaded.user_attrs.get(SWEEP_ATTR, {}).get("study.objective") == metric
+            for t in loaded.get_trials(deepcopy=False):
                 found = [o for o in t.user_attrs.get(OBJECTIVES_ATTR, [])
                          if o["metric"] == metric]
                 if found:
@@ -485,12 +487,7 @@ class Results:
 
     def objectives(self, study: str | int) -> list[tuple[str, str]]:
         """The study's objectives, in order: (metric, direction) each."""
-        loaded = self._study(study)
-        settings = loaded.user_attrs.get(SWEEP_ATTR, {})
-        stored = settings.get("study.objectives") or [
-            {"metric": settings.get("study.objective", "value"),
-             "direction": loaded.directions[0].name.lower()}]
-        return [(o["metric"], o["direction"]) for o in stored]
+        return _objectives(self._study(study))
 
     def pareto(self, study: str | int) -> pd.DataFrame:
         """The trials of the Pareto front (:meth:`trials` rows with ``pareto`` True), sorted
@@ -710,6 +707,14 @@ class Results:
         """The sweep settings stored with the study (``hpo.sweep`` user attribute)."""
         stored = self._study(study).user_attrs.get(SWEEP_ATTR, {})
         return json.loads(json.dumps(stored))
+
+
+def _objectives(loaded: optuna.Study) -> list[tuple[str, str]]:
+    settings = loaded.user_attrs.get(SWEEP_ATTR, {})
+    stored = settings.get("study.objectives") or [
+        {"metric": settings.get("study.objective", "value"),
+         "direction": loaded.directions[0].name.lower()}]
+    return [(o["metric"], o["direction"]) for o in stored]
 
 
 def versus_legend(versus: pd.DataFrame) -> list[str]:

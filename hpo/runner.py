@@ -55,13 +55,10 @@ from hpo.progress import NullProgress, Progress
 from hpo.store import Store
 from hpo.store.lease import Claim, Leases
 from hpo.store.recorder import Recorder
-from hpo.study import SKIPPED_ATTR, open_study, pruner_warning
+from hpo.study import FINISHED, SKIPPED_ATTR, open_study, pruner_warning
 
 keras = LazyImport("keras")
 
-# The states of a trial that counts towards the target and will not run again.
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-            optuna.trial.TrialState.FAIL)
 _GRID_ID = "grid_id"  # the system attribute in which Optuna's GridSampler names a trial's point
 
 

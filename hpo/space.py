@@ -441,10 +441,7 @@ class FunctionSpace(SearchSpace):
     def __init__(self, path: str, function) -> None:
         super().__init__({})
         self.path, self.function = path, function
-
-    @property
-    def conditional(self) -> list[str]:
-        return ["*"]  # any parameter may be left out
+        self._edge_points: list[dict[str, Any]] | None = None
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The function's configuration for ``trial``, checked to be a table of values."""
@@ -458,7 +455,13 @@ class FunctionSpace(SearchSpace):
 
     def edge_points(self) -> list[dict[str, Any]]:
         """The configurations of :data:`SAMPLED` trials of an in-memory study, random sampler
-        seeded 0 (the function's own errors raised as :class:`SweepError`)."""
+        seeded 0 (the function's own errors raised as :class:`SweepError`); computed once, as
+        validation and the builder check both ask (the sampler is seeded: the same points)."""
+        if self._edge_points is None:
+            self._edge_points = self._sample_points()
+        return list(self._edge_points)
+
+    def _sample_points(self) -> list[dict[str, Any]]:
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
         try:

@@ -124,6 +124,11 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def _var(x: np.ndarray) -> float:
+    """The sample variance (ddof 1); 0 for one value, which adds no spread to a pooled std."""
+    return float(x.var(ddof=1)) if x.size > 1 else 0.0
+
+
 def compare(a: dict[int, float], b: dict[int, float]) -> dict[str, float | int | None]:
     """Is configuration A better than B? Per-seed values (seed → value) of each.
 
@@ -140,7 +145,7 @@ def compare(a: dict[int, float], b: dict[int, float]) -> dict[str, float | int |
     x, y = np.array(list(a.values()), "float64"), np.array(list(b.values()), "float64")
     sa, sb = summarize(x), summarize(y)
     welch = stats.ttest_ind(x, y, equal_var=False)
-    pooled = math.sqrt(((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1))
+    pooled = math.sqrt(((x.size - 1) * _var(x) + (y.size - 1) * _var(y))
                        / (x.size + y.size - 2)) if x.size + y.size > 2 else math.nan
     common = sorted(set(a) & set(b))
     diffs = np.array([a[s] - b[s] for s in common], "float64")

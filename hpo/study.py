@@ -49,6 +49,9 @@ from hpo.config import Sweep
 from hpo.errors import SweepError
 from hpo.store import Store
 
+# The states of a trial that counts towards the target and will not run again.
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL)
 # Study user attribute: the sweep's identity (a JSON object), checked when the study is reopened.
 SWEEP_ATTR = "hpo.sweep"
 # Trial user attributes.
@@ -134,7 +137,9 @@ def enqueue(study: optuna.Study, store: Store, configurations) -> list[dict]:
     the study, in any state (Optuna's ``enqueue_trial(skip_if_exists=True)``); the check and
     the write hold :meth:`Store.exclusive`, so workers starting together enqueue it once.
     Return the configurations enqueued. The next trials asked take them first, in order."""
-    added = []
+    added: list[dict] = []
+    if not configurations:
+        return added  # no lock taken, no trial read
     with store.exclusive():
         for params in configurations:
             before = _holding(study, params)

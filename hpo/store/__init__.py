@@ -8,6 +8,6 @@ Example:
     ['hpo_epochs', 'hpo_leases', 'hpo_models', 'hpo_runs']
 """
 
-from hpo.store.engine import Store
+from hpo.store.engine import Store, sqlite_file
 
-__all__ = ["Store"]
+__all__ = ["Store", "sqlite_file"]

@@ -23,6 +23,19 @@ SQLITE_BUSY_TIMEOUT_S = 60
 _CREATION_LOCK_KEY = 0x68706F
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite ``url``; None for another database or SQLite in memory.
+
+    Example:
+        >>> sqlite_file("sqlite:///studies/x.db"), sqlite_file("sqlite://")
+        ('studies/x.db', None)
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.database
+    return None
+
+
 @contextlib.contextmanager
 def _creation_lock(url: str, engine: Engine) -> Iterator[None]:
     """Held while creating Optuna's and hpo's tables, so that workers opening a new database
@@ -35,16 +48,15 @@ def _creation_lock(url: str, engine: Engine) -> Iterator[None]:
     PostgreSQL: a session advisory lock on a connection outside any transaction. Other
     databases get no lock.
     """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = os.open(Path(parsed.database).resolve().parent, os.O_RDONLY)
+    database = sqlite_file(url)
+    if database is not None:
+        folder = os.open(Path(database).resolve().parent, os.O_RDONLY)
         try:
             fcntl.flock(folder, fcntl.LOCK_EX)
             yield
         finally:
             os.close(folder)  # releases the flock
-    elif backend == "postgresql":
+    elif make_url(url).get_backend_name() == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _CREATION_LOCK_KEY})
             try:
@@ -103,9 +115,9 @@ class Store:
 
         Without ``create``, a SQLite file that does not exist is an error rather than created.
         """
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            path = Path(parsed.database)
+        database = sqlite_file(url)
+        if database is not None:
+            path = Path(database)
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             elif not path.exists():

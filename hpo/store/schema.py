@@ -188,22 +188,20 @@ def create_tables(engine: sa.Engine) -> None:
             if name not in present:  # a database from an earlier hpo
                 conn.exec_driver_sql(f"ALTER TABLE hpo_leases ADD COLUMN {name} {definition}")
         for name, query in VIEWS.items():
-            if sqlite:  # SQLite cannot replace a view: drop one an earlier hpo wrote
-                create = f"CREATE VIEW {name} AS {query}"
-                found = conn.exec_driver_sql(
-                    "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?",
-                    (name,)).scalar()
-                if found != create:
-                    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
-                    conn.exec_driver_sql(create)
+            if sqlite:
+                _sqlite_replace(conn, "view", name, f"CREATE VIEW {name} AS {query}")
             else:
                 conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {name} AS {query}")
         if sqlite:
             for name, body in _SQLITE_TRIGGERS.items():
-                create = f"CREATE TRIGGER {name} {body}"
-                found = conn.exec_driver_sql(
-                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-                    (name,)).scalar()
-                if found != create:  # missing, or an earlier hpo's (fewer tables to clean)
-                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-                    conn.exec_driver_sql(create)
+                _sqlite_replace(conn, "trigger", name, f"CREATE TRIGGER {name} {body}")
+
+
+def _sqlite_replace(conn: sa.Connection, kind: str, name: str, create: str) -> None:
+    """Create SQLite's view or trigger ``name`` with ``create``, dropping one an earlier hpo
+    wrote otherwise (SQLite cannot replace either; an older trigger cleans fewer tables)."""
+    found = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)).scalar()
+    if found != create:
+        conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {name}")
+        conn.exec_driver_sql(create)
